@@ -1,0 +1,233 @@
+//! Configuration: TOML file(s) loaded with the `config` crate, overridden by
+//! `SSE_BRIDGE__SECTION__KEY` environment variables, then validated as a whole
+//! (see [`validate`]) so that every problem is reported at once with its path.
+
+pub(crate) mod validate;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use crate::source::SourceConfig;
+pub use validate::{ConfigError, Problem};
+
+/// Prefix of environment variables that override the file (`SSE_BRIDGE__SERVER__LISTEN`).
+pub const ENV_PREFIX: &str = "SSE_BRIDGE";
+
+/// The whole configuration of one sse-bridge process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP server settings shared by every route.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The SSE routes, each fed by one source.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[server]`: listeners, timers and cross-origin policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the SSE routes are served on.
+    pub listen: SocketAddr,
+    /// Address of the admin server (`/metrics`, `/healthz`, `/readyz`).
+    pub admin_listen: SocketAddr,
+    /// Interval between heartbeats (an `id:`-only event) on an idle stream.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Reconnection delay hint sent to clients as `retry:` when a stream opens.
+    #[serde(with = "humantime_serde")]
+    pub retry: Duration,
+    /// Origins allowed to open streams from a browser (`*` allows any); empty: no CORS headers.
+    pub cors_origins: Vec<String>,
+    /// Log format: `text` or `json`.
+    pub log_format: LogFormat,
+    /// How long open streams get to close on shutdown before the process exits anyway.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// How long a new client waits for its route's source to become ready before a 503.
+    #[serde(with = "humantime_serde")]
+    pub source_wait: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin_listen: SocketAddr::from(([0, 0, 0, 0], 9090)),
+            heartbeat_interval: Duration::from_secs(15),
+            retry: Duration::from_secs(2),
+            cors_origins: Vec::new(),
+            log_format: LogFormat::Text,
+            shutdown_grace: Duration::from_secs(10),
+            source_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Where a client that sends no event id starts.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StartPosition {
+    /// Only events that arrive after the client connected.
+    #[default]
+    Latest,
+    /// Everything the source still retains.
+    Earliest,
+    /// The last N events of every partition, then live.
+    Last(u64),
+}
+
+/// How the SSE `event:` name of a record is chosen.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventNameConfig {
+    /// Record header whose (UTF-8, single-line) value names the event; unset: always `default`.
+    pub header: Option<String>,
+    /// Name used when there is no header setting or the record lacks a usable header.
+    /// `message` (the default) sends no `event:` line, so `onmessage` fires.
+    pub default: String,
+}
+
+impl Default for EventNameConfig {
+    fn default() -> Self {
+        EventNameConfig {
+            header: None,
+            default: "message".to_owned(),
+        }
+    }
+}
+
+/// What an event's `data:` carries.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadMode {
+    /// The record value as-is (UTF-8); a non-UTF-8 value is sent base64 as `event: binary`.
+    #[default]
+    Value,
+    /// A JSON envelope with topic, partition, offset, timestamp, key, headers and value.
+    Envelope,
+}
+
+/// Bounds of a route's in-memory replay buffer (also the live fan-out ring).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplayConfig {
+    /// Most events kept.
+    pub max_events: usize,
+    /// Most bytes of encoded frames kept.
+    pub max_bytes: usize,
+    /// At start-up, pre-fill the buffer from the source's recent history so that clients
+    /// reconnecting after a restart resume from memory.
+    pub warm_start: bool,
+}
+
+impl Default for ReplayConfig {
+    fn default() -> Self {
+        ReplayConfig {
+            max_events: 10_000,
+            max_bytes: 64 * 1024 * 1024,
+            warm_start: true,
+        }
+    }
+}
+
+/// `[[routes]]`: one SSE endpoint fed by one source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Route name: letters, digits, `-` and `_`; used in metrics labels and the default path.
+    pub name: String,
+    /// URL path of the stream; default `/streams/<name>`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The source feeding this route.
+    pub source: SourceConfig,
+    /// Start position of clients that send no event id.
+    #[serde(default)]
+    pub start: StartPosition,
+    /// How the SSE `event:` name is chosen.
+    #[serde(default)]
+    pub event_name: EventNameConfig,
+    /// What `data:` carries.
+    #[serde(default)]
+    pub payload: PayloadMode,
+    /// Replay buffer bounds.
+    #[serde(default)]
+    pub replay: ReplayConfig,
+    /// A client this many events behind the newest one is disconnected as too slow
+    /// (it reconnects and resumes from its id).
+    #[serde(default = "default_max_client_lag")]
+    pub max_client_lag: usize,
+}
+
+fn default_max_client_lag() -> usize {
+    4096
+}
+
+impl RouteConfig {
+    /// The URL path this route is served on.
+    pub fn path(&self) -> String {
+        self.path
+            .clone()
+            .unwrap_or_else(|| format!("/streams/{}", self.name))
+    }
+}
+
+impl Settings {
+    /// Load `file`, apply environment overrides, deserialize and validate.
+    pub fn load(file: &Path) -> Result<Settings, ConfigError> {
+        Self::load_with_env(file, None)
+    }
+
+    /// Like [`Settings::load`], with an explicit environment (for tests).
+    pub fn load_with_env(
+        file: &Path,
+        env: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<Settings, ConfigError> {
+        if !file.exists() {
+            return Err(ConfigError::single(
+                "config",
+                format!("file {} does not exist", file.display()),
+            ));
+        }
+        let env_source = config::Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(env);
+        let raw = config::Config::builder()
+            .add_source(config::File::from(file).format(config::FileFormat::Toml))
+            .add_source(env_source)
+            .build()
+            .map_err(|e| ConfigError::single("config", e.to_string()))?;
+        let settings: Settings = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError::single("config", e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Check every cross-field rule; report all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate::validate(self)
+    }
+}
+
+#[cfg(test)]
+mod tests;

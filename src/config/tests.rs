@@ -1,0 +1,95 @@
+use std::collections::HashMap;
+use std::io::Write;
+
+use super::*;
+
+fn load(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(toml.as_bytes()).unwrap();
+    let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    Settings::load_with_env(f.path(), Some(env))
+}
+
+const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+admin_listen = "127.0.0.1:9090"
+heartbeat_interval = "5s"
+
+[[routes]]
+name = "orders"
+source = { type = "kafka", brokers = ["localhost:9092"], topics = ["orders"], properties = { "security.protocol" = "SASL_SSL", "sasl.password" = "hunter2" } }
+start = { last = 10 }
+payload = "envelope"
+event_name = { header = "type" }
+"#;
+
+#[test]
+fn loads_and_defaults() {
+    let s = load(GOOD, &[]).unwrap();
+    assert_eq!(s.server.heartbeat_interval, Duration::from_secs(5));
+    assert_eq!(s.server.retry, Duration::from_secs(2));
+    let r = &s.routes[0];
+    assert_eq!(r.path(), "/streams/orders");
+    assert_eq!(r.start, StartPosition::Last(10));
+    assert_eq!(r.payload, PayloadMode::Envelope);
+    assert_eq!(r.event_name.header.as_deref(), Some("type"));
+    let SourceConfig::Kafka(k) = &r.source;
+    assert_eq!(k.properties.0.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
+    let dbg = format!("{:?}", k);
+    assert!(!dbg.contains("hunter2"), "secret leaked in {dbg}");
+}
+
+#[test]
+fn env_overrides_file() {
+    let s = load(GOOD, &[("SSE_BRIDGE__SERVER__LISTEN", "127.0.0.1:7000"), ("SSE_BRIDGE__SERVER__LOG_FORMAT", "json")]).unwrap();
+    assert_eq!(s.server.listen.port(), 7000);
+    assert_eq!(s.server.log_format, LogFormat::Json);
+}
+
+#[test]
+fn reports_every_problem_with_its_path() {
+    let bad = r#"
+[server]
+listen = "127.0.0.1:8080"
+admin_listen = "127.0.0.1:8080"
+cors_origins = ["https://ok.example", "ftp://nope/"]
+
+[[routes]]
+name = "a b"
+source = { type = "kafka", brokers = [], topics = ["ok"] }
+
+[[routes]]
+name = "second"
+source = { type = "kafka", brokers = ["h:1"], topics = [], properties = { "group.id" = "x" } }
+event_name = { default = "" }
+"#;
+    let e = load(bad, &[]).unwrap_err();
+    let got: Vec<String> = e.problems.iter().map(|p| p.path.clone()).collect();
+    for want in [
+        "server.admin_listen",
+        "server.cors_origins[1]",
+        "routes[0].name",
+        "routes[0].source.brokers",
+        "routes[1].source.topics",
+        "routes[1].source.properties.\"group.id\"",
+        "routes[1].event_name.default",
+    ] {
+        assert!(got.iter().any(|g| g == want), "missing {want} in {got:?}");
+    }
+    assert!(e.to_string().contains("routes[1].source.topics: must not be empty"));
+}
+
+#[test]
+fn unknown_fields_and_types_are_errors() {
+    let e = load("[server]\nlisten = \"127.0.0.1:1\"\nbogus = 1\n[[routes]]\nname=\"a\"\nsource={type=\"kafka\",brokers=[\"h:1\"],topics=[\"t\"]}\n", &[]).unwrap_err();
+    assert!(e.to_string().contains("bogus"), "{e}");
+    let e = load("[[routes]]\nname=\"a\"\nsource={type=\"pulsar\"}\n", &[]).unwrap_err();
+    assert!(e.to_string().contains("pulsar"), "{e}");
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    let e = Settings::load(std::path::Path::new("/nonexistent/x.toml")).unwrap_err();
+    assert!(e.to_string().contains("does not exist"));
+}

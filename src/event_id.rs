@@ -1,0 +1,183 @@
+//! The SSE `id` wire form: the one place where positions become ids and ids become
+//! positions. An id is `base64url-nopad([version][kind][payload])`; the payload is the
+//! source's own binary position (see `source::kafka::position`). Decoding needs no
+//! server-side state, so any replica can resume any id.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+use crate::source::kafka::KafkaPosition;
+
+/// Version byte of the current format.
+pub const VERSION: u8 = 1;
+/// Longest id accepted, in characters.
+pub const MAX_ID_LEN: usize = 64 * 1024;
+
+const KIND_KAFKA: u8 = b'k';
+
+/// A decoded event id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventId {
+    /// Next offset of every partition of every topic of a Kafka route.
+    Kafka(KafkaPosition),
+}
+
+/// Why an id could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// Longer than [`MAX_ID_LEN`].
+    #[error("event id is longer than {MAX_ID_LEN} characters")]
+    TooLong,
+    /// Not base64url.
+    #[error("event id is not base64url")]
+    NotBase64,
+    /// Empty or unknown version byte.
+    #[error("event id has unsupported version {0}")]
+    Version(u8),
+    /// Unknown source kind.
+    #[error("event id is of an unknown kind")]
+    Kind,
+    /// Payload malformed.
+    #[error("event id payload is malformed: {0}")]
+    Payload(&'static str),
+    /// Empty id.
+    #[error("event id is empty")]
+    Empty,
+}
+
+impl EventId {
+    /// Encode to the wire form.
+    pub fn encode(&self) -> String {
+        let mut raw = Vec::with_capacity(32);
+        raw.push(VERSION);
+        match self {
+            EventId::Kafka(p) => {
+                raw.push(KIND_KAFKA);
+                p.write_binary(&mut raw);
+            }
+        }
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Decode the wire form; never panics on any input.
+    pub fn decode(s: &str) -> Result<EventId, IdError> {
+        if s.is_empty() {
+            return Err(IdError::Empty);
+        }
+        if s.len() > MAX_ID_LEN {
+            return Err(IdError::TooLong);
+        }
+        let raw = URL_SAFE_NO_PAD
+            .decode(s.as_bytes())
+            .map_err(|_| IdError::NotBase64)?;
+        match raw.as_slice() {
+            [] => Err(IdError::Empty),
+            [VERSION, KIND_KAFKA, rest @ ..] => KafkaPosition::read_binary(rest)
+                .map(EventId::Kafka)
+                .map_err(IdError::Payload),
+            [VERSION, ..] => Err(IdError::Kind),
+            [v, ..] => Err(IdError::Version(*v)),
+        }
+    }
+}
+
+/// Unsigned LEB128 varint helpers shared by the binary position formats.
+pub(crate) mod varint {
+    /// Append `v`.
+    pub fn put(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// Read one varint from the front of `buf`, advancing it.
+    pub fn get(buf: &mut &[u8]) -> Result<u64, &'static str> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let (&b, rest) = buf.split_first().ok_or("truncated varint")?;
+            *buf = rest;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                if shift == 63 && b > 1 {
+                    return Err("varint overflow");
+                }
+                return Ok(v);
+            }
+        }
+        Err("varint too long")
+    }
+
+    /// Zigzag-encode a signed value.
+    pub fn zigzag(v: i64) -> u64 {
+        ((v << 1) ^ (v >> 63)) as u64
+    }
+
+    /// Inverse of [`zigzag`].
+    pub fn unzigzag(v: u64) -> i64 {
+        ((v >> 1) as i64) ^ -((v & 1) as i64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn kafka_pos() -> impl Strategy<Value = KafkaPosition> {
+        proptest::collection::vec(
+            (
+                "[a-zA-Z0-9._-]{1,40}",
+                proptest::collection::vec(0i64..i64::MAX / 2, 0..20),
+            ),
+            0..6,
+        )
+        .prop_map(KafkaPosition::from_topics)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn kafka_round_trip(p in kafka_pos()) {
+            let id = EventId::Kafka(p);
+            let wire = id.encode();
+            prop_assert!(wire.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            prop_assert_eq!(EventId::decode(&wire).unwrap(), id);
+        }
+
+        #[test]
+        fn garbage_strings_never_panic(s in ".{0,200}") {
+            let _ = EventId::decode(&s);
+        }
+
+        #[test]
+        fn garbage_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut raw = vec![VERSION, KIND_KAFKA];
+            raw.extend(b);
+            let _ = EventId::decode(&URL_SAFE_NO_PAD.encode(raw));
+        }
+
+        #[test]
+        fn zigzag_round_trip(v in any::<i64>()) {
+            prop_assert_eq!(varint::unzigzag(varint::zigzag(v)), v);
+        }
+    }
+
+    #[test]
+    fn errors_are_specific() {
+        assert_eq!(EventId::decode(""), Err(IdError::Empty));
+        assert_eq!(EventId::decode("!!"), Err(IdError::NotBase64));
+        assert_eq!(EventId::decode(&URL_SAFE_NO_PAD.encode([9u8, b'k'])), Err(IdError::Version(9)));
+        assert_eq!(EventId::decode(&URL_SAFE_NO_PAD.encode([1u8, b'z'])), Err(IdError::Kind));
+        assert!(matches!(EventId::decode(&URL_SAFE_NO_PAD.encode([1u8, b'k', 5])), Err(IdError::Payload(_))));
+        assert_eq!(EventId::decode(&"A".repeat(MAX_ID_LEN + 1)), Err(IdError::TooLong));
+    }
+
+    #[test]
+    fn compact_for_three_partitions() {
+        let p = KafkaPosition::from_topics(vec![("orders".into(), vec![120_345, 120_401, 119_998])]);
+        let wire = EventId::Kafka(p).encode();
+        assert!(wire.len() <= 32, "{wire} is {} chars", wire.len());
+    }
+}

@@ -1,0 +1,132 @@
+//! The HTTP face: the stream server (one SSE route per configured route), the admin
+//! server, SSE framing and parsing, and JSON errors. Handlers talk to the hub and the
+//! source's planner, never to Kafka directly.
+
+pub mod admin;
+pub mod errors;
+pub mod routes;
+pub mod sse;
+pub mod sse_parse;
+pub mod stream;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+use crate::source::Source;
+
+/// A route as the HTTP layer sees it.
+pub struct RouteEntry {
+    /// Route name.
+    pub name: String,
+    /// Source kind (`kafka`).
+    pub kind: &'static str,
+    /// URL path.
+    pub path: String,
+    /// The running source.
+    pub source: Source,
+    /// Events behind the head after which a caught-up client is disconnected.
+    pub max_lag: usize,
+}
+
+/// Shared state of the HTTP servers.
+pub struct App {
+    /// Routes in config order.
+    pub routes: Vec<Arc<RouteEntry>>,
+    /// Routes by path.
+    pub by_path: HashMap<String, Arc<RouteEntry>>,
+    /// Server settings.
+    pub server: ServerConfig,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Fires when shutdown begins: readiness fails, new streams are refused.
+    pub draining: CancellationToken,
+    /// Fires when open streams must end.
+    pub streams: CancellationToken,
+}
+
+/// Client address of a connection, put in request extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// Serve `filter` on `listener` until `stop` fires, then wait up to `grace` for open
+/// connections to finish.
+pub async fn serve<F>(listener: TcpListener, filter: F, stop: CancellationToken, grace: Duration, name: &'static str)
+where
+    F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+    F::Future: Send,
+{
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!(server = name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let svc = warp::service(filter.clone());
+        let svc = tower_layer_addr(svc, peer);
+        let conn = Builder::new(TokioExecutor::new())
+            .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(svc))
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                debug!(error = %e, "connection ended with error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => info!(server = name, "all connections closed"),
+        _ = tokio::time::sleep(grace) => warn!(server = name, "grace period over; closing remaining connections"),
+    }
+}
+
+/// Wrap a service so requests carry the peer address.
+fn tower_layer_addr<S>(inner: S, peer: SocketAddr) -> AddrService<S> {
+    AddrService { inner, peer }
+}
+
+#[derive(Clone)]
+struct AddrService<S> {
+    inner: S,
+    peer: SocketAddr,
+}
+
+impl<S, B> tower_service::Service<http::Request<B>> for AddrService<S>
+where
+    S: tower_service::Service<http::Request<B>, Error = Infallible>,
+{
+    type Response = S::Response;
+    type Error = Infallible;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        req.extensions_mut().insert(ClientAddr(self.peer));
+        self.inner.call(req)
+    }
+}

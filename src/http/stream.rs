@@ -1,0 +1,240 @@
+//! One client's SSE stream: preamble (`retry:`, `event: reset`), catch-up from the
+//! source, then the route's ring; heartbeats while idle; ends on shutdown, on falling too
+//! far behind, or when the client goes away (dropping the stream frees everything).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use tokio::sync::watch;
+use tokio::time::{Interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::sse;
+use crate::hub::{Cursor, Event, Hub, Read, Verdict};
+use crate::metrics::{DisconnectReason, RouteMetrics};
+use crate::source::{CatchupStream, Plan, Source};
+
+/// Most ring events written in one chunk.
+const BATCH: usize = 256;
+/// A client that falls out of the ring this many times before it ever caught up is
+/// disconnected (it resumes from its id on reconnect).
+const MAX_RESYNCS: u32 = 3;
+
+/// Settings of a stream that come from the server and route config.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSettings {
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// `retry:` hint.
+    pub retry: Duration,
+    /// Events behind the head after which a caught-up client is disconnected.
+    pub max_lag: usize,
+}
+
+/// State of one client stream.
+pub struct ClientStream {
+    source: Source,
+    hub: Arc<Hub>,
+    cursor: Cursor,
+    next_seq: u64,
+    catchup: Option<CatchupStream>,
+    preamble: Vec<Bytes>,
+    rx: watch::Receiver<u64>,
+    heartbeat: Interval,
+    wrote: bool,
+    cancel: CancellationToken,
+    caught_up: bool,
+    resyncs: u32,
+    max_lag: u64,
+    buf: Vec<Arc<Event>>,
+    metrics: RouteMetrics,
+    reason: Option<DisconnectReason>,
+}
+
+impl ClientStream {
+    /// A stream for `plan` on `source`; counts itself in the connection metrics.
+    pub fn new(source: Source, plan: Plan, settings: StreamSettings, cancel: CancellationToken) -> ClientStream {
+        let hub = source.hub().clone();
+        let metrics = hub.metrics().clone();
+        metrics.connections_active.inc();
+        metrics.connections_opened.inc();
+        if let Some(o) = plan.outcome {
+            metrics.resumed(o);
+        }
+        let mut preamble = vec![sse::retry(settings.retry.as_millis())];
+        preamble.extend(plan.preamble);
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + settings.heartbeat, settings.heartbeat);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ClientStream {
+            rx: hub.subscribe(),
+            hub,
+            source,
+            caught_up: plan.catchup.is_none() && plan.cursor.synced(),
+            cursor: plan.cursor,
+            next_seq: plan.next_seq,
+            catchup: plan.catchup,
+            preamble,
+            heartbeat,
+            wrote: true,
+            cancel,
+            resyncs: 0,
+            max_lag: settings.max_lag as u64,
+            buf: Vec::with_capacity(BATCH),
+            metrics,
+            reason: None,
+        }
+    }
+
+    /// The stream as an HTTP body stream.
+    pub fn into_body(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + Sync + 'static {
+        let s = futures::stream::unfold(self, |mut c| async move {
+            let chunk = c.next_chunk().await?;
+            c.metrics.bytes_sent.inc_by(chunk.len() as u64);
+            Some((Ok(chunk), c))
+        });
+        sync_wrapper::SyncStream::new(Box::pin(s))
+    }
+
+    fn finish(&mut self, reason: DisconnectReason) -> Option<Bytes> {
+        self.reason = Some(reason);
+        self.catchup = None;
+        None
+    }
+
+    fn observe(&self, ev: &Event) {
+        if let Some(ts) = ev.timestamp_ms {
+            let now = chrono::Utc::now().timestamp_millis();
+            self.metrics.latency.observe((now - ts).max(0) as f64 / 1000.0);
+        }
+    }
+
+    /// The next bytes to write, or `None` when the stream ends.
+    pub async fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.reason.is_some() {
+            return None;
+        }
+        if !self.preamble.is_empty() {
+            let parts: Vec<Bytes> = self.preamble.drain(..).collect();
+            return Some(parts.concat().into());
+        }
+        loop {
+            if let Some(cu) = self.catchup.as_mut() {
+                let item = tokio::select! {
+                    biased;
+                    _ = self.cancel.cancelled() => return self.finish(DisconnectReason::Shutdown),
+                    item = cu.next() => item,
+                };
+                match item {
+                    None => self.catchup = None,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "catch-up read failed; closing stream");
+                        return self.finish(DisconnectReason::SourceError);
+                    }
+                    Some(Ok(ev)) => match self.cursor.accept(&ev) {
+                        Verdict::Skip => {}
+                        Verdict::Shared | Verdict::Custom(_) => {
+                            self.metrics.events_sent.inc();
+                            self.observe(&ev);
+                            self.wrote = true;
+                            return Some([self.cursor_id_line(), ev.frame.body()].concat().into());
+                        }
+                    },
+                }
+                continue;
+            }
+            self.rx.borrow_and_update();
+            self.buf.clear();
+            match self.hub.read(self.next_seq, BATCH, &mut self.buf) {
+                Read::Lagged { .. } => {
+                    if self.caught_up || self.resyncs >= MAX_RESYNCS {
+                        return self.finish(DisconnectReason::SlowClient);
+                    }
+                    self.resyncs += 1;
+                    self.cursor.unsync();
+                    let plan = self.source.resync(self.cursor.clone());
+                    self.cursor = plan.cursor;
+                    self.next_seq = plan.next_seq;
+                    self.catchup = plan.catchup;
+                }
+                Read::Events { next, head } => {
+                    self.next_seq = next;
+                    if let Some(chunk) = self.encode_batch() {
+                        if self.caught_up && head - next > self.max_lag {
+                            return self.finish(DisconnectReason::SlowClient);
+                        }
+                        self.wrote = true;
+                        return Some(chunk);
+                    }
+                }
+                Read::Empty { head_id } => {
+                    if self.hub.try_sync(&mut self.cursor) {
+                        self.caught_up = true;
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = self.cancel.cancelled() => return self.finish(DisconnectReason::Shutdown),
+                        _ = self.rx.changed() => {}
+                        _ = self.heartbeat.tick() => {
+                            if !std::mem::replace(&mut self.wrote, false) {
+                                let id = if self.cursor.synced() {
+                                    String::from_utf8_lossy(&head_id).into_owned()
+                                } else {
+                                    self.cursor.encode()
+                                };
+                                return Some(sse::heartbeat(&id));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn cursor_id_line(&self) -> Bytes {
+        sse::id_line(&self.cursor.encode())
+    }
+
+    /// Frames of the events in `buf` this client has not had, in one chunk.
+    fn encode_batch(&mut self) -> Option<Bytes> {
+        let mut single: Option<Bytes> = None;
+        let mut out: Option<BytesMut> = None;
+        let mut sent = 0u64;
+        for ev in &self.buf {
+            let part: Bytes = match self.cursor.accept(ev) {
+                Verdict::Skip => continue,
+                Verdict::Shared => ev.frame.bytes.clone(),
+                Verdict::Custom(id) => [id, ev.frame.body()].concat().into(),
+            };
+            if sent == 0 {
+                self.observe(ev);
+            }
+            sent += 1;
+            match (&mut out, single.take()) {
+                (Some(o), _) => o.extend_from_slice(&part),
+                (None, None) => single = Some(part),
+                (None, Some(first)) => {
+                    let mut o = BytesMut::with_capacity(first.len() + part.len() * 8);
+                    o.extend_from_slice(&first);
+                    o.extend_from_slice(&part);
+                    out = Some(o);
+                }
+            }
+        }
+        if !self.cursor.synced() {
+            self.hub.try_sync(&mut self.cursor);
+        }
+        self.metrics.events_sent.inc_by(sent);
+        out.map(BytesMut::freeze).or(single)
+    }
+}
+
+impl Drop for ClientStream {
+    fn drop(&mut self) {
+        self.metrics.connections_active.dec();
+        self.metrics
+            .disconnected(self.reason.unwrap_or(DisconnectReason::ClientClosed));
+    }
+}

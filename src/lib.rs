@@ -1,0 +1,150 @@
+//! sse-bridge: backend change feeds as resumable Server-Sent Events.
+//!
+//! Module map, in the order an event flows through them:
+//! - [`config`]: TOML + env settings, validated as a whole (every problem with its path).
+//! - [`source`]: the closed set of source adapters; [`source::kafka`] runs one shared
+//!   consumer per route, plans client starts and reads catch-up ranges.
+//! - [`hub`]: a route's bus — a bounded ring of frames encoded once, shared by every
+//!   client, doubling as the replay buffer.
+//! - [`event_id`]: the one place positions become SSE ids (and back).
+//! - [`http`]: the stream server (routes, per-client streams, SSE framing, JSON errors)
+//!   and the admin server (`/metrics`, `/healthz`, `/readyz`).
+//! - [`metrics`]: Prometheus families on one registry, per-route handles.
+//!
+//! A record read by a source becomes a frame (`id:` = route position after it), is
+//! pushed to the hub, and each client's stream writes it as-is or, while the client's own
+//! position differs from the route's, under the client's id.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+pub mod event_id;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod source;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::config::Settings;
+use crate::http::{App, RouteEntry};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// A started service.
+pub struct Running {
+    /// Address of the stream server.
+    pub http_addr: SocketAddr,
+    /// Address of the admin server.
+    pub admin_addr: SocketAddr,
+    app: Arc<App>,
+    stop_accepting: CancellationToken,
+    sources: CancellationToken,
+    admin_stop: CancellationToken,
+    tracker: TaskTracker,
+    grace: Duration,
+}
+
+/// Start every source and both servers; returns once the listeners are bound.
+pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    let metrics = Metrics::new(prometheus::Registry::new())?;
+    let tracker = TaskTracker::new();
+    let sources = CancellationToken::new();
+    let mut routes = Vec::new();
+    for rc in &settings.routes {
+        let rm = metrics.route(&rc.name);
+        let initial = match &rc.source {
+            config::SourceConfig::Kafka(k) => source::kafka::KafkaSource::initial_position(k),
+        };
+        let hub = Arc::new(Hub::new(initial, rc.replay.max_events, rc.replay.max_bytes, rm.clone()));
+        let src = source::start(rc, hub, rm, &tracker, sources.child_token());
+        routes.push(Arc::new(RouteEntry {
+            name: rc.name.clone(),
+            kind: rc.source.kind(),
+            path: rc.path(),
+            source: src,
+            max_lag: rc.max_client_lag,
+        }));
+    }
+    let by_path: HashMap<_, _> = routes.iter().map(|r| (r.path.clone(), r.clone())).collect();
+    let app = Arc::new(App {
+        routes,
+        by_path,
+        server: settings.server.clone(),
+        metrics,
+        draining: CancellationToken::new(),
+        streams: CancellationToken::new(),
+    });
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+    };
+    let listener = bind(settings.server.listen).await?;
+    let admin = bind(settings.server.admin_listen).await?;
+    let http_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: settings.server.listen, source })?;
+    let admin_addr = admin.local_addr().map_err(|source| StartError::Bind { addr: settings.server.admin_listen, source })?;
+    let stop_accepting = CancellationToken::new();
+    let admin_stop = CancellationToken::new();
+    let grace = settings.server.shutdown_grace;
+    tracker.spawn(http::serve(listener, http::routes::filter(app.clone()), stop_accepting.clone(), grace, "streams"));
+    tracker.spawn(http::serve(admin, http::admin::filter(app.clone()), admin_stop.clone(), Duration::from_secs(1), "admin"));
+    info!(%http_addr, %admin_addr, routes = app.routes.len(), "sse-bridge listening");
+    Ok(Running { http_addr, admin_addr, app, stop_accepting, sources, admin_stop, tracker, grace })
+}
+
+impl Running {
+    /// Graceful shutdown: readiness fails at once, new streams are refused, open streams
+    /// end, and everything stops within the grace period.
+    pub async fn shutdown(self) {
+        info!("shutting down");
+        self.app.draining.cancel();
+        self.app.streams.cancel();
+        self.stop_accepting.cancel();
+        self.tracker.close();
+        let deadline = tokio::time::sleep(self.grace + Duration::from_secs(1));
+        tokio::pin!(deadline);
+        // Streams first, then sources and the admin server.
+        tokio::select! {
+            _ = &mut deadline => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        self.sources.cancel();
+        self.admin_stop.cancel();
+        tokio::select! {
+            _ = self.tracker.wait() => info!("stopped"),
+            _ = deadline => tracing::warn!("shutdown grace period over; exiting"),
+        }
+    }
+}
+
+/// Run until `shutdown` completes, then shut down gracefully.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let running = start(settings).await?;
+    shutdown.await;
+    running.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,86 @@
+//! The `sse-bridge` binary: parse the command line, set up logging, load and validate the
+//! configuration, then hand over to [`sse_bridge::run`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use sse_bridge::config::{LogFormat, Settings};
+
+/// Kafka and MongoDB change feeds as resumable Server-Sent Events.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Run the service with this TOML configuration file.
+    #[arg(long, value_name = "FILE", conflicts_with = "check_config", required_unless_present = "check_config")]
+    config: Option<PathBuf>,
+    /// Validate this configuration file and exit (0: valid; 2: every problem listed).
+    #[arg(long, value_name = "FILE")]
+    check_config: Option<PathBuf>,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Text => b.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(file) = cli.check_config {
+        return match Settings::load(&file) {
+            Ok(s) => {
+                println!("{}: valid ({} route(s))", file.display(), s.routes.len());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{}: {e}", file.display());
+                ExitCode::from(2)
+            }
+        };
+    }
+    let Some(file) = cli.config else {
+        return ExitCode::from(2);
+    };
+    let settings = match Settings::load(&file) {
+        Ok(s) => s,
+        Err(e) => {
+            eprint!("{}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(settings.server.log_format);
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(sse_bridge::run(settings, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "sse-bridge failed");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Reading the partitions a resuming client is behind on, from Kafka, up to where the
+//! ring takes over. One short-lived consumer per such client, assigned only those
+//! partitions; a partition ends at its range end or at the end of its log.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::KafkaSource;
+use crate::hub::{Event, Origin};
+use crate::source::{CatchupStream, SourceError};
+
+/// Give up when a catch-up read makes no progress for this long.
+const STALL: Duration = Duration::from_secs(15);
+
+struct State {
+    src: Arc<KafkaSource>,
+    consumer: Option<StreamConsumer>,
+    /// Topic being read (one consumer per topic, since end-of-partition events name
+    /// only the partition).
+    topic: u16,
+    /// Partition → end offset (exclusive), for `topic`.
+    open: HashMap<i32, i64>,
+    /// Ranges of the topics not yet read.
+    pending: Vec<Vec<(u16, i32, i64, i64)>>,
+}
+
+/// Stream the records of `ranges` (`(topic index, partition, from, to)`), in offset order
+/// per partition.
+pub(super) fn stream(src: Arc<KafkaSource>, mut ranges: Vec<(u16, i32, i64, i64)>) -> CatchupStream {
+    ranges.sort_unstable();
+    let mut pending: Vec<Vec<(u16, i32, i64, i64)>> = Vec::new();
+    for r in ranges {
+        match pending.last_mut() {
+            Some(g) if g[0].0 == r.0 => g.push(r),
+            _ => pending.push(vec![r]),
+        }
+    }
+    pending.reverse();
+    let st = State { src, consumer: None, topic: 0, open: HashMap::new(), pending };
+    Box::pin(futures::stream::unfold(st, |mut st| async move {
+        match next(&mut st).await {
+            Ok(Some(ev)) => Some((Ok(ev), st)),
+            Ok(None) => None,
+            Err(e) => {
+                st.open.clear();
+                st.pending.clear();
+                Some((Err(e), st))
+            }
+        }
+    }))
+}
+
+fn open_consumer(src: &KafkaSource, group: &[(u16, i32, i64, i64)]) -> Result<StreamConsumer, KafkaError> {
+    let c: StreamConsumer = src
+        .cfg
+        .client_config(&format!("sse-bridge-{}-catchup", src.route))
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "error")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for &(t, p, from, _) in group {
+        tpl.add_partition_offset(&src.cfg.topics[usize::from(t)], p, Offset::Offset(from))?;
+    }
+    c.assign(&tpl)?;
+    Ok(c)
+}
+
+async fn next(st: &mut State) -> Result<Option<Arc<Event>>, SourceError> {
+    loop {
+        if st.open.is_empty() {
+            st.consumer = None;
+            let Some(group) = st.pending.pop() else { return Ok(None) };
+            st.consumer = Some(open_consumer(&st.src, &group)?);
+            st.topic = group[0].0;
+            st.open = group.iter().map(|&(_, p, _, to)| (p, to)).collect();
+        }
+        let Some(c) = st.consumer.as_ref() else { continue };
+        let msg = match tokio::time::timeout(STALL, c.recv()).await {
+            Err(_) => return Err(SourceError::Unavailable("catch-up read stalled".into())),
+            Ok(Err(KafkaError::PartitionEOF(p))) => {
+                st.open.remove(&p);
+                continue;
+            }
+            Ok(Err(e)) => return Err(e.into()),
+            Ok(Ok(m)) => m,
+        };
+        if st.src.topic_index(msg.topic()) != Some(st.topic) {
+            continue;
+        }
+        let p = msg.partition();
+        let Some(&end) = st.open.get(&p) else { continue };
+        if msg.offset() >= end {
+            st.open.remove(&p);
+            continue;
+        }
+        if msg.offset() + 1 >= end {
+            st.open.remove(&p);
+        }
+        let frame = st.src.encoder.encode(&msg, "");
+        return Ok(Some(Arc::new(Event {
+            frame,
+            origin: Origin::Kafka { topic: st.topic, partition: p, offset: msg.offset() },
+            timestamp_ms: msg.timestamp().to_millis(),
+        })));
+    }
+}

@@ -1,0 +1,248 @@
+//! The shared consumer of a route: assigns every partition of the route's topics (no
+//! group), warms the ring from recent history at start, publishes every record to the
+//! hub, refreshes metadata (new partitions, lag, connectivity) and reconnects with
+//! backoff when it fails.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{partition_counts, watermarks, KafkaPosition, KafkaSource, UNKNOWN};
+use crate::http::sse;
+use crate::hub::{Event, Origin, Position};
+use crate::source::SourceError;
+
+const REFRESH: Duration = Duration::from_secs(5);
+const WARMUP_CHECK: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub(super) async fn run(src: Arc<KafkaSource>, cancel: CancellationToken) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        match run_once(&src, &cancel).await {
+            Ok(()) => return,
+            Err(e) => {
+                src.metrics.source_errors.inc();
+                warn!(route = %src.route, error = %e, retry_in = ?backoff, "kafka source failed");
+                src.hub.set_state(|s| {
+                    s.connected = false;
+                    s.last_error = Some(e.to_string());
+                });
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Blocking query on the consumer, off the async threads.
+async fn blocking<T: Send + 'static>(
+    c: &Arc<StreamConsumer>,
+    f: impl FnOnce(&StreamConsumer) -> Result<T, KafkaError> + Send + 'static,
+) -> Result<T, SourceError> {
+    let c = c.clone();
+    tokio::task::spawn_blocking(move || f(&c))
+        .await
+        .map_err(|e| SourceError::Unavailable(e.to_string()))?
+        .map_err(SourceError::from)
+}
+
+struct Partition {
+    topic: u16,
+    partition: i32,
+    /// Log end at start-up; the ring is warm once every partition got there.
+    warm_until: i64,
+}
+
+async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<(), SourceError> {
+    let consumer: StreamConsumer = src
+        .cfg
+        .client_config(&format!("sse-bridge-{}", src.route))
+        .create()?;
+    let consumer = Arc::new(consumer);
+    let topics = src.cfg.topics.clone();
+    let counts = blocking(&consumer, move |c| partition_counts(c, &topics)).await?;
+    if let Some(i) = counts.iter().position(Option::is_none) {
+        return Err(SourceError::Unavailable(format!(
+            "topic `{}` does not exist",
+            src.cfg.topics[i]
+        )));
+    }
+    let (_, Position::Kafka(head)) = src.hub.head();
+    let warm = src.warm_events;
+    let total: usize = counts.iter().map(|n| n.unwrap_or(0)).sum();
+    let per_partition = (warm / total.max(1)) as i64;
+    let mut parts = Vec::new();
+    let mut tpl = TopicPartitionList::new();
+    let mut start = KafkaPosition::for_topics(&src.cfg.topics);
+    for (ti, n) in counts.iter().enumerate() {
+        let topic = src.cfg.topics[ti].clone();
+        for p in 0..n.unwrap_or(0) as i32 {
+            let t = topic.clone();
+            let (low, high) = blocking(&consumer, move |c| watermarks(c, &t, p)).await?;
+            let known = head.get(ti, p);
+            // Continue where the ring is after a reconnect; warm start otherwise.
+            let from = if known != UNKNOWN && known >= low && known <= high {
+                known
+            } else {
+                (high - per_partition).max(low)
+            };
+            start.set(ti, p, from);
+            tpl.add_partition_offset(&topic, p, Offset::Offset(from))?;
+            parts.push(Partition { topic: ti as u16, partition: p, warm_until: high });
+        }
+    }
+    consumer.assign(&tpl)?;
+    let fresh = head.topics().iter().all(|(_, o)| o.is_empty());
+    if fresh {
+        src.hub.set_head(|h| *h = Position::Kafka(start.clone()));
+    }
+    info!(route = %src.route, partitions = parts.len(), "kafka source assigned");
+    src.hub.set_state(|s| {
+        s.connected = true;
+        s.last_error = None;
+    });
+    let mut live = src.hub.state().live;
+    let mut refresh = tokio::time::interval(REFRESH);
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warm_check = tokio::time::interval(WARMUP_CHECK);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = warm_check.tick(), if !live => {
+                let c = consumer.clone();
+                let pos = blocking(&c, |c| c.position()).await?;
+                live = parts.iter().all(|p| {
+                    let topic = &src.cfg.topics[usize::from(p.topic)];
+                    p.warm_until <= 0 || pos.find_partition(topic, p.partition).is_some_and(|e| match e.offset() {
+                        Offset::Offset(o) => o >= p.warm_until,
+                        _ => false,
+                    }) || src.position_of(p.topic, p.partition) >= p.warm_until
+                });
+                if live {
+                    info!(route = %src.route, "kafka source live");
+                    src.hub.set_state(|s| s.live = true);
+                }
+            }
+            _ = refresh.tick() => refresh_metadata(src, &consumer, &mut parts).await?,
+            m = consumer.recv() => match m {
+                Ok(msg) => publish(src, &msg),
+                Err(KafkaError::PartitionEOF(_)) => {}
+                Err(e) => {
+                    src.metrics.source_errors.inc();
+                    debug!(route = %src.route, error = %e, "kafka consumer error");
+                }
+            },
+        }
+    }
+}
+
+impl KafkaSource {
+    fn position_of(&self, topic: u16, partition: i32) -> i64 {
+        let (_, Position::Kafka(h)) = self.hub.head();
+        h.get(usize::from(topic), partition)
+    }
+}
+
+/// Encode `msg` under the route position after it and publish it (preceded by an
+/// `event: reset` when the partition's log went backwards).
+fn publish(src: &KafkaSource, msg: &BorrowedMessage<'_>) {
+    let Some(ti) = src.topic_index(msg.topic()) else { return };
+    src.metrics.source_records.inc();
+    let (_, Position::Kafka(mut pos)) = src.hub.head();
+    let p = msg.partition();
+    let offset = msg.offset();
+    let expected = pos.get(usize::from(ti), p);
+    let mut events = Vec::with_capacity(2);
+    if expected != UNKNOWN && offset < expected {
+        warn!(route = %src.route, topic = msg.topic(), partition = p, expected, offset, "partition log went backwards (topic recreated?)");
+        pos.set(usize::from(ti), p, offset);
+        let data = json!({
+            "reason": "log_went_backwards",
+            "route": src.route,
+            "partitions": [{
+                "topic": msg.topic(), "partition": p, "requested": expected,
+                "earliest": offset, "resumed_from": offset,
+            }],
+        });
+        let id = Position::Kafka(pos.clone()).encode();
+        events.push(Event {
+            frame: sse::frame(&id, Some("reset"), Some(&data.to_string())),
+            origin: Origin::KafkaReset { topic: ti, partition: p, next: offset },
+            timestamp_ms: None,
+        });
+    }
+    pos.set(usize::from(ti), p, offset + 1);
+    let id = Position::Kafka(pos).encode();
+    events.push(Event {
+        frame: src.encoder.encode(msg, &id),
+        origin: Origin::Kafka { topic: ti, partition: p, offset },
+        timestamp_ms: msg.timestamp().to_millis(),
+    });
+    src.hub.publish(events);
+}
+
+/// Pick up new partitions, update lag gauges and connectivity.
+async fn refresh_metadata(
+    src: &Arc<KafkaSource>,
+    consumer: &Arc<StreamConsumer>,
+    parts: &mut Vec<Partition>,
+) -> Result<(), SourceError> {
+    let topics = src.cfg.topics.clone();
+    let counts = match blocking(consumer, move |c| partition_counts(c, &topics)).await {
+        Ok(c) => c,
+        Err(e) => {
+            src.metrics.source_errors.inc();
+            src.hub.set_state(|s| {
+                s.connected = false;
+                s.last_error = Some(e.to_string());
+            });
+            return Ok(());
+        }
+    };
+    let missing = counts.iter().position(Option::is_none);
+    src.hub.set_state(|s| {
+        s.connected = missing.is_none();
+        s.last_error = missing.map(|i| format!("topic `{}` does not exist", src.cfg.topics[i]));
+    });
+    let mut added = TopicPartitionList::new();
+    for (ti, n) in counts.iter().enumerate() {
+        let known = parts.iter().filter(|p| usize::from(p.topic) == ti).count();
+        let topic = &src.cfg.topics[ti];
+        for p in known as i32..n.unwrap_or(0) as i32 {
+            let t = topic.clone();
+            let (low, _) = blocking(consumer, move |c| watermarks(c, &t, p)).await?;
+            added.add_partition_offset(topic, p, Offset::Offset(low))?;
+            parts.push(Partition { topic: ti as u16, partition: p, warm_until: 0 });
+            src.hub.set_head(|h| {
+                let Position::Kafka(h) = h;
+                h.set(ti, p, low);
+            });
+            info!(route = %src.route, topic = %topic, partition = p, "new partition assigned");
+        }
+    }
+    if added.count() > 0 {
+        consumer.incremental_assign(&added)?;
+    }
+    let (_, Position::Kafka(head)) = src.hub.head();
+    for p in parts.iter() {
+        let t = src.cfg.topics[usize::from(p.topic)].clone();
+        let part = p.partition;
+        if let Ok((_, high)) = blocking(consumer, move |c| watermarks(c, &t, part)).await {
+            let at = head.get(usize::from(p.topic), p.partition);
+            let lag = if at == UNKNOWN { high } else { (high - at).max(0) };
+            src.metrics.set_lag(&src.cfg.topics[usize::from(p.topic)], p.partition, lag);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! Turning a Kafka record into an SSE frame: event name, payload mode, tombstones and
+//! binary values.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rdkafka::message::{Headers, Message};
+use serde_json::{json, Map, Value};
+
+use crate::config::{EventNameConfig, PayloadMode};
+use crate::http::sse::{self, Frame};
+
+/// Encodes records of one route.
+#[derive(Debug, Clone)]
+pub struct RecordEncoder {
+    payload: PayloadMode,
+    event_name: EventNameConfig,
+}
+
+/// Text as a JSON field pair: `name` when UTF-8, `name_base64` otherwise.
+fn put_bytes(obj: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
+    match bytes {
+        None => {
+            obj.insert(name.to_owned(), Value::Null);
+        }
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(s) => {
+                obj.insert(name.to_owned(), Value::String(s.to_owned()));
+            }
+            Err(_) => {
+                obj.insert(format!("{name}_base64"), Value::String(STANDARD.encode(b)));
+            }
+        },
+    }
+}
+
+impl RecordEncoder {
+    /// An encoder for a route's payload mode and event naming.
+    pub fn new(payload: PayloadMode, event_name: EventNameConfig) -> RecordEncoder {
+        RecordEncoder {
+            payload,
+            event_name,
+        }
+    }
+
+    fn event_name<'a, M: Message>(&'a self, msg: &'a M) -> &'a str {
+        if let (Some(h), Some(headers)) = (&self.event_name.header, msg.headers()) {
+            for hd in headers.iter() {
+                if hd.key == h {
+                    if let Some(v) = hd.value.and_then(|v| std::str::from_utf8(v).ok()) {
+                        if !v.is_empty() && !v.contains(['\r', '\n', '\0']) {
+                            return v;
+                        }
+                    }
+                }
+            }
+        }
+        &self.event_name.default
+    }
+
+    /// The frame of `msg` under `id`.
+    pub fn encode<M: Message>(&self, msg: &M, id: &str) -> Frame {
+        let tombstone = msg.payload().is_none();
+        match self.payload {
+            PayloadMode::Envelope => {
+                let event = if tombstone { "delete" } else { self.event_name(msg) };
+                let data = self.envelope(msg).to_string();
+                sse::frame(id, Some(event), Some(&data))
+            }
+            PayloadMode::Value => {
+                let bytes = if tombstone { msg.key() } else { msg.payload() };
+                let (event, data) = match bytes.map(std::str::from_utf8) {
+                    None => (if tombstone { "delete" } else { self.event_name(msg) }, String::new()),
+                    Some(Ok(s)) => (if tombstone { "delete" } else { self.event_name(msg) }, s.to_owned()),
+                    Some(Err(_)) => (
+                        if tombstone { "delete" } else { "binary" },
+                        STANDARD.encode(bytes.unwrap_or_default()),
+                    ),
+                };
+                sse::frame(id, Some(event), Some(&data))
+            }
+        }
+    }
+
+    fn envelope<M: Message>(&self, msg: &M) -> Value {
+        let mut obj = Map::new();
+        obj.insert("topic".into(), json!(msg.topic()));
+        obj.insert("partition".into(), json!(msg.partition()));
+        obj.insert("offset".into(), json!(msg.offset()));
+        obj.insert("timestamp".into(), json!(msg.timestamp().to_millis()));
+        put_bytes(&mut obj, "key", msg.key());
+        let headers: Vec<Value> = msg
+            .headers()
+            .map(|hs| {
+                hs.iter()
+                    .map(|h| {
+                        let mut o = Map::new();
+                        o.insert("name".into(), json!(h.key));
+                        put_bytes(&mut o, "value", h.value);
+                        Value::Object(o)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        obj.insert("headers".into(), Value::Array(headers));
+        put_bytes(&mut obj, "value", msg.payload());
+        Value::Object(obj)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
+
+    fn msg(key: Option<&[u8]>, value: Option<&[u8]>, headers: Option<OwnedHeaders>) -> OwnedMessage {
+        OwnedMessage::new(
+            value.map(<[u8]>::to_vec),
+            key.map(<[u8]>::to_vec),
+            "t".into(),
+            Timestamp::CreateTime(1_700_000_000_000),
+            2,
+            41,
+            headers,
+        )
+    }
+
+    fn body(f: &Frame) -> String {
+        String::from_utf8(f.body().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn value_mode_header_name_tombstone_binary() {
+        let enc = RecordEncoder::new(
+            PayloadMode::Value,
+            EventNameConfig { header: Some("type".into()), default: "message".into() },
+        );
+        let h = OwnedHeaders::new().insert(Header { key: "type", value: Some("order") });
+        assert_eq!(body(&enc.encode(&msg(None, Some(b"a\nb"), Some(h)), "1")), "event: order\ndata: a\ndata: b\n\n");
+        assert_eq!(body(&enc.encode(&msg(None, Some(b"x"), None), "1")), "data: x\n\n");
+        assert_eq!(body(&enc.encode(&msg(Some(b"k1"), None, None), "1")), "event: delete\ndata: k1\n\n");
+        assert_eq!(body(&enc.encode(&msg(None, Some(&[0xff, 0x00]), None), "1")), "event: binary\ndata: /wA=\n\n");
+        let bad = OwnedHeaders::new().insert(Header { key: "type", value: Some("a\nb") });
+        assert_eq!(body(&enc.encode(&msg(None, Some(b"x"), Some(bad)), "1")), "data: x\n\n");
+    }
+
+    #[test]
+    fn envelope_mode() {
+        let enc = RecordEncoder::new(PayloadMode::Envelope, EventNameConfig::default());
+        let h = OwnedHeaders::new().insert(Header { key: "h", value: Some(&[0xfe][..]) });
+        let f = enc.encode(&msg(Some(b"k"), Some(&[0xff]), Some(h)), "1");
+        let data = body(&f);
+        let json: Value = serde_json::from_str(data.trim_start_matches("data: ").trim_end()).unwrap();
+        assert_eq!(json["topic"], "t");
+        assert_eq!(json["partition"], 2);
+        assert_eq!(json["offset"], 41);
+        assert_eq!(json["timestamp"], 1_700_000_000_000i64);
+        assert_eq!(json["key"], "k");
+        assert_eq!(json["value_base64"], "/w==");
+        assert_eq!(json["headers"][0]["name"], "h");
+        assert_eq!(json["headers"][0]["value_base64"], "/g==");
+        let t = enc.encode(&msg(Some(b"k"), None, None), "1");
+        assert!(body(&t).starts_with("event: delete\n"));
+    }
+}
