@@ -1,0 +1,72 @@
+# Shared helpers of scripts/test, scripts/demo and scripts/bench: install what is
+# missing and start/stop the local servers (stopped by PID). Source it; don't run it.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WORK="$ROOT/.work"
+NISSHI_VERSION=0.8.1
+mkdir -p "$WORK"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+ensure_nisshi() {
+  if command -v nisshi >/dev/null 2>&1 && nisshi --version 2>/dev/null | grep -q "$NISSHI_VERSION"; then
+    return
+  fi
+  log "installing nisshi $NISSHI_VERSION (Kafka-protocol broker; ~16 minutes on 2 cores, once)"
+  cargo install nisshi --version "$NISSHI_VERSION" --locked --ignore-rust-version \
+    --no-default-features --features dynostore,libsql
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # host port seconds
+  local deadline=$((SECONDS + $3))
+  until (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; do
+    if ((SECONDS > deadline)); then return 1; fi
+    sleep 0.2
+  done
+}
+
+# start_nisshi NAME: starts a broker in an empty directory; sets KAFKA_ADDR and NISSHI_PID.
+start_nisshi() {
+  local name="${1:-nisshi}" port dir
+  port="$(free_port)"
+  dir="$WORK/$name.$port"
+  rm -rf "$dir" && mkdir -p "$dir"
+  (cd "$dir" && exec nisshi broker --listener-url "tcp://127.0.0.1:$port" \
+      --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine memory://nisshi/ \
+      --group-initial-rebalance-delay 0s >"$dir/broker.log" 2>&1) &
+  NISSHI_PID=$!
+  echo "$NISSHI_PID" >"$dir/pid"
+  if ! wait_port 127.0.0.1 "$port" 60; then
+    echo "nisshi did not start; log:" >&2
+    cat "$dir/broker.log" >&2
+    return 1
+  fi
+  KAFKA_ADDR="127.0.0.1:$port"
+  log "nisshi $NISSHI_VERSION on $KAFKA_ADDR (pid $NISSHI_PID, log $dir/broker.log)"
+}
+
+stop_pid() {
+  local pid="$1"
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+# A Python venv with the client libraries the demo tools use.
+ensure_venv() {
+  local venv="$WORK/venv"
+  if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv"
+    python3 -m venv "$venv"
+  fi
+  if ! "$venv/bin/python" -c 'import confluent_kafka' 2>/dev/null; then
+    log "installing confluent-kafka into $venv"
+    "$venv/bin/pip" install -q confluent-kafka
+  fi
+  PY="$venv/bin/python"
+}

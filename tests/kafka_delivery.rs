@@ -1,0 +1,116 @@
+//! Delivery against the real broker: exact events and ids over 3 partitions, many
+//! concurrent clients, headers and HTTP errors.
+
+mod common;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use common::*;
+use sse_bridge::event_id::EventId;
+
+const T: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_over_three_partitions_reach_every_client_with_positions() {
+    let topic = unique("deliver");
+    create_topic(&topic, 3).await;
+    let b = bridge(&config("orders", &topic, "payload = \"envelope\"")).await;
+    let url = format!("http://{}/streams/orders", b.http_addr);
+
+    let mut first = SseClient::connect(&url, None).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.headers["content-type"], "text/event-stream; charset=utf-8");
+    assert_eq!(first.headers["cache-control"], "no-cache");
+    assert_eq!(first.headers["x-accel-buffering"], "no");
+    let mut others = Vec::new();
+    for _ in 0..99 {
+        others.push(SseClient::connect(&url, None).await);
+    }
+
+    let p = producer();
+    let sent = produce_n(&p, &topic, 3, "ev", 60).await;
+
+    let got = first.take(60, T).await;
+    let mut expected_next: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut values = Vec::new();
+    for ev in &got {
+        let env: serde_json::Value = serde_json::from_str(&ev.data).unwrap();
+        let part = env["partition"].as_i64().unwrap() as i32;
+        let off = env["offset"].as_i64().unwrap();
+        let prev = expected_next.insert(part, off + 1);
+        assert_eq!(prev.unwrap_or(0), off, "offsets of partition {part} in order with no gap");
+        values.push(env["value"].as_str().unwrap().to_owned());
+        let EventId::Kafka(pos) = EventId::decode(&ev.id).expect("id decodes");
+        let (name, offsets) = &pos.topics()[0];
+        assert_eq!(name, &topic);
+        assert_eq!(offsets.len(), 3);
+        for (pp, &next) in expected_next.iter() {
+            assert_eq!(offsets[*pp as usize], next, "id of {} covers partition {pp}", env["value"]);
+        }
+    }
+    let mut sorted = values.clone();
+    sorted.sort();
+    let mut want = sent.clone();
+    want.sort();
+    assert_eq!(sorted, want);
+
+    let mut handles = Vec::new();
+    for mut c in others {
+        handles.push(tokio::spawn(async move { c.take(60, T).await }));
+    }
+    for h in handles {
+        let evs = h.await.unwrap();
+        let set: HashSet<_> = evs.iter().map(|e| e.data.clone()).collect();
+        assert_eq!(set.len(), 60);
+        assert_eq!(evs.last().unwrap().id, got.last().unwrap().id, "same final position for everyone");
+    }
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_errors_are_json() {
+    let topic = unique("errors");
+    create_topic(&topic, 1).await;
+    let b = bridge(&config("r", &topic, "")).await;
+    let base = format!("http://{}", b.http_addr);
+    let c = reqwest::Client::new();
+
+    let r = c.get(format!("{base}/streams/r")).header("Last-Event-ID", "not*an*id").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let j: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(j["error"], "malformed_event_id");
+
+    let r = c.get(format!("{base}/streams/r?lastEventId=AQk")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+
+    let r = c.get(format!("{base}/streams/r?since=tomorrow")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "malformed_since");
+
+    let r = c.get(format!("{base}/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "not_found");
+
+    let r = c.post(format!("{base}/streams/r")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, OPTIONS");
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "method_not_allowed");
+
+    let r = c.get(format!("{base}/streams/r")).header("Origin", "https://dash.example").send().await.unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://dash.example");
+    drop(r);
+    let r = c.get(format!("{base}/streams/r")).header("Origin", "https://evil.example").send().await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    drop(r);
+
+    let admin = format!("http://{}", b.admin_addr);
+    assert_eq!(c.get(format!("{admin}/healthz")).send().await.unwrap().status(), 200);
+    let ready: serde_json::Value = c.get(format!("{admin}/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["routes"][0]["route"], "r");
+    assert_eq!(c.get(format!("{admin}/x")).send().await.unwrap().status(), 404);
+    assert_eq!(c.delete(format!("{admin}/metrics")).send().await.unwrap().status(), 405);
+    assert!(metric(b.admin_addr, "sse_bridge_resumes_total{outcome=\"malformed\",route=\"r\"}").await >= 2.0);
+    b.shutdown().await;
+}
