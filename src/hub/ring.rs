@@ -56,6 +56,15 @@ impl Ring {
     }
 
     pub(super) fn push(&mut self, ev: Arc<Event>) {
+        if matches!(ev.origin, super::Origin::KafkaReset { .. }) {
+            // Events before a reset belong to a log that is gone: drop them, so nobody
+            // resumes into them; clients still reading them fall out and resume by id.
+            self.first_seq += self.events.len() as u64;
+            self.events.clear();
+            self.bytes = 0;
+            self.base = self.head.clone();
+            self.base.advance(&ev.origin);
+        }
         self.head.advance(&ev.origin);
         self.head_id = ev.id();
         self.bytes += ev.frame.bytes.len();

@@ -135,8 +135,16 @@ pub fn settings(toml: &str) -> Settings {
     Settings::load(f.path()).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Log to the test output when `RUST_LOG` is set.
+pub fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    }
+}
+
 /// Start a bridge in this process and wait until `/readyz` says ready.
 pub async fn bridge(toml: &str) -> sse_bridge::Running {
+    init_logs();
     let r = sse_bridge::start(settings(toml)).await.expect("bridge starts");
     wait_ready(&format!("http://{}/readyz", r.admin_addr)).await;
     r
@@ -173,6 +181,7 @@ pub struct SseClient {
     stream: Option<ByteStream>,
     parser: Parser,
     pending: VecDeque<Event>,
+    returned_id: Option<String>,
     pub ended: bool,
 }
 
@@ -186,12 +195,16 @@ impl SseClient {
         let resp = req.send().await.expect("connect");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        SseClient { status, headers, stream: Some(Box::pin(resp.bytes_stream())), parser: Parser::default(), pending: VecDeque::new(), ended: false }
+        SseClient { status, headers, stream: Some(Box::pin(resp.bytes_stream())), parser: Parser::default(), pending: VecDeque::new(), returned_id: None, ended: false }
     }
 
-    /// The last event id (what a reconnecting browser would send).
+    /// The last event id as of the events returned so far (what a browser that had
+    /// dispatched just those events would send on reconnect).
     pub fn last_id(&self) -> String {
-        self.parser.last_event_id().to_owned()
+        match &self.returned_id {
+            Some(id) if !self.pending.is_empty() => id.clone(),
+            _ => self.parser.last_event_id().to_owned(),
+        }
     }
 
     /// Read more bytes; false at end of stream or timeout.
@@ -218,10 +231,13 @@ impl SseClient {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(e) = self.pending.pop_front() {
+                self.returned_id = Some(e.id.clone());
                 return Some(e);
             }
             if !self.fill(deadline).await {
-                return self.pending.pop_front();
+                let e = self.pending.pop_front()?;
+                self.returned_id = Some(e.id.clone());
+                return Some(e);
             }
         }
     }

@@ -19,7 +19,7 @@ use crate::http::sse;
 use crate::hub::{Event, Origin, Position};
 use crate::source::SourceError;
 
-const REFRESH: Duration = Duration::from_secs(5);
+const REFRESH: Duration = Duration::from_secs(2);
 const WARMUP_CHECK: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -68,6 +68,9 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
     let consumer: StreamConsumer = src
         .cfg
         .client_config(&format!("sse-bridge-{}", src.route))
+        // Never jump silently: an out-of-range position stops the partition and the
+        // metadata refresh turns it into an explicit reset.
+        .set("auto.offset.reset", "error")
         .create()?;
     let consumer = Arc::new(consumer);
     let topics = src.cfg.topics.clone();
@@ -167,20 +170,7 @@ fn publish(src: &KafkaSource, msg: &BorrowedMessage<'_>) {
     if expected != UNKNOWN && offset < expected {
         warn!(route = %src.route, topic = msg.topic(), partition = p, expected, offset, "partition log went backwards (topic recreated?)");
         pos.set(usize::from(ti), p, offset);
-        let data = json!({
-            "reason": "log_went_backwards",
-            "route": src.route,
-            "partitions": [{
-                "topic": msg.topic(), "partition": p, "requested": expected,
-                "earliest": offset, "resumed_from": offset,
-            }],
-        });
-        let id = Position::Kafka(pos.clone()).encode();
-        events.push(Event {
-            frame: sse::frame(&id, Some("reset"), Some(&data.to_string())),
-            origin: Origin::KafkaReset { topic: ti, partition: p, next: offset },
-            timestamp_ms: None,
-        });
+        events.push(reset_event(src, &pos, ti, p, "log_went_backwards", expected, None, offset));
     }
     pos.set(usize::from(ti), p, offset + 1);
     let id = Position::Kafka(pos).encode();
@@ -190,6 +180,26 @@ fn publish(src: &KafkaSource, msg: &BorrowedMessage<'_>) {
         timestamp_ms: msg.timestamp().to_millis(),
     });
     src.hub.publish(events);
+}
+
+/// An `event: reset` for a partition of the route that restarts at `next`; `pos` is the
+/// route position after the reset.
+#[allow(clippy::too_many_arguments)]
+fn reset_event(src: &KafkaSource, pos: &KafkaPosition, ti: u16, p: i32, reason: &str, requested: i64, latest: Option<i64>, next: i64) -> Event {
+    let data = json!({
+        "reason": reason,
+        "route": src.route,
+        "partitions": [{
+            "topic": src.cfg.topics[usize::from(ti)], "partition": p, "requested": requested,
+            "earliest": next, "latest": latest, "resumed_from": next,
+        }],
+    });
+    let id = Position::Kafka(pos.clone()).encode();
+    Event {
+        frame: sse::frame(&id, Some("reset"), Some(&data.to_string())),
+        origin: Origin::KafkaReset { topic: ti, partition: p, next },
+        timestamp_ms: None,
+    }
 }
 
 /// Pick up new partitions, update lag gauges and connectivity.
@@ -234,15 +244,25 @@ async fn refresh_metadata(
     if added.count() > 0 {
         consumer.incremental_assign(&added)?;
     }
-    let (_, Position::Kafka(head)) = src.hub.head();
     for p in parts.iter() {
-        let t = src.cfg.topics[usize::from(p.topic)].clone();
-        let part = p.partition;
-        if let Ok((_, high)) = blocking(consumer, move |c| watermarks(c, &t, part)).await {
-            let at = head.get(usize::from(p.topic), p.partition);
-            let lag = if at == UNKNOWN { high } else { (high - at).max(0) };
-            src.metrics.set_lag(&src.cfg.topics[usize::from(p.topic)], p.partition, lag);
+        let topic = src.cfg.topics[usize::from(p.topic)].clone();
+        let (t, part) = (topic.clone(), p.partition);
+        let Ok((low, high)) = blocking(consumer, move |c| watermarks(c, &t, part)).await else { continue };
+        let (_, Position::Kafka(mut head)) = src.hub.head();
+        let at = head.get(usize::from(p.topic), p.partition);
+        if at != UNKNOWN && (at > high || at < low) {
+            // The log moved under us: recreated (position beyond its end) or retention
+            // passed the position. Say so to every client, then continue from the start.
+            let reason = if at > high { "log_recreated" } else { "log_truncated" };
+            warn!(route = %src.route, topic = %topic, partition = part, position = at, low, high, reason, "partition position lost; resetting");
+            head.set(usize::from(p.topic), part, low);
+            src.hub.publish([reset_event(src, &head, p.topic, part, reason, at, Some(high), low)]);
+            let t = topic.clone();
+            blocking(consumer, move |c| c.seek(&t, part, Offset::Offset(low), super::QUERY_TIMEOUT)).await?;
         }
+        let at = if at > high || at < low { low } else { at };
+        let lag = if at == UNKNOWN { high } else { (high - at).max(0) };
+        src.metrics.set_lag(&topic, p.partition, lag);
     }
     Ok(())
 }

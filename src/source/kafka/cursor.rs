@@ -41,6 +41,10 @@ impl KafkaCursor {
                 partition,
                 next,
             } => {
+                // Already restarted there (told at connect time): nothing new to say.
+                if self.position.get(usize::from(topic), partition) == next {
+                    return Verdict::Skip;
+                }
                 self.position.set(usize::from(topic), partition, next);
             }
         }
@@ -76,5 +80,6 @@ mod tests {
         let reset = Origin::KafkaReset { topic: 0, partition: 0, next: 0 };
         assert!(matches!(c.accept(&reset), Verdict::Custom(_)));
         assert_eq!(c.position.get(0, 0), 0);
+        assert_eq!(c.accept(&reset), Verdict::Skip, "a reset to where the client already is");
     }
 }
