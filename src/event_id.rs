@@ -168,15 +168,28 @@ mod tests {
     fn errors_are_specific() {
         assert_eq!(EventId::decode(""), Err(IdError::Empty));
         assert_eq!(EventId::decode("!!"), Err(IdError::NotBase64));
-        assert_eq!(EventId::decode(&URL_SAFE_NO_PAD.encode([9u8, b'k'])), Err(IdError::Version(9)));
-        assert_eq!(EventId::decode(&URL_SAFE_NO_PAD.encode([1u8, b'z'])), Err(IdError::Kind));
-        assert!(matches!(EventId::decode(&URL_SAFE_NO_PAD.encode([1u8, b'k', 5])), Err(IdError::Payload(_))));
-        assert_eq!(EventId::decode(&"A".repeat(MAX_ID_LEN + 1)), Err(IdError::TooLong));
+        assert_eq!(
+            EventId::decode(&URL_SAFE_NO_PAD.encode([9u8, b'k'])),
+            Err(IdError::Version(9))
+        );
+        assert_eq!(
+            EventId::decode(&URL_SAFE_NO_PAD.encode([1u8, b'z'])),
+            Err(IdError::Kind)
+        );
+        assert!(matches!(
+            EventId::decode(&URL_SAFE_NO_PAD.encode([1u8, b'k', 5])),
+            Err(IdError::Payload(_))
+        ));
+        assert_eq!(
+            EventId::decode(&"A".repeat(MAX_ID_LEN + 1)),
+            Err(IdError::TooLong)
+        );
     }
 
     #[test]
     fn compact_for_three_partitions() {
-        let p = KafkaPosition::from_topics(vec![("orders".into(), vec![120_345, 120_401, 119_998])]);
+        let p =
+            KafkaPosition::from_topics(vec![("orders".into(), vec![120_345, 120_401, 119_998])]);
         let wire = EventId::Kafka(p).encode();
         assert!(wire.len() <= 32, "{wire} is {} chars", wire.len());
     }

@@ -81,7 +81,16 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         let initial = match &rc.source {
             config::SourceConfig::Kafka(k) => source::kafka::KafkaSource::initial_position(k),
         };
-        let hub = Arc::new(Hub::new(initial, rc.replay.max_events, rc.replay.max_bytes, rm.clone()));
+        let hub = Arc::new(Hub::new(
+            initial,
+            rc.replay.max_events,
+            rc.replay.max_bytes,
+            rm.clone(),
+        ));
+        tracker.spawn(
+            hub.clone()
+                .run_reaper(Duration::from_millis(250), sources.child_token()),
+        );
         let src = source::start(rc, hub, rm, &tracker, sources.child_token());
         routes.push(Arc::new(RouteEntry {
             name: rc.name.clone(),
@@ -101,19 +110,48 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         streams: CancellationToken::new(),
     });
     let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })
     };
     let listener = bind(settings.server.listen).await?;
     let admin = bind(settings.server.admin_listen).await?;
-    let http_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: settings.server.listen, source })?;
-    let admin_addr = admin.local_addr().map_err(|source| StartError::Bind { addr: settings.server.admin_listen, source })?;
+    let http_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: settings.server.listen,
+        source,
+    })?;
+    let admin_addr = admin.local_addr().map_err(|source| StartError::Bind {
+        addr: settings.server.admin_listen,
+        source,
+    })?;
     let stop_accepting = CancellationToken::new();
     let admin_stop = CancellationToken::new();
     let grace = settings.server.shutdown_grace;
-    tracker.spawn(http::serve(listener, http::routes::filter(app.clone()), stop_accepting.clone(), grace, "streams"));
-    tracker.spawn(http::serve(admin, http::admin::filter(app.clone()), admin_stop.clone(), Duration::from_secs(1), "admin"));
+    tracker.spawn(http::serve(
+        listener,
+        http::routes::filter(app.clone()),
+        stop_accepting.clone(),
+        grace,
+        "streams",
+    ));
+    tracker.spawn(http::serve(
+        admin,
+        http::admin::filter(app.clone()),
+        admin_stop.clone(),
+        Duration::from_secs(1),
+        "admin",
+    ));
     info!(%http_addr, %admin_addr, routes = app.routes.len(), "sse-bridge listening");
-    Ok(Running { http_addr, admin_addr, app, stop_accepting, sources, admin_stop, tracker, grace })
+    Ok(Running {
+        http_addr,
+        admin_addr,
+        app,
+        stop_accepting,
+        sources,
+        admin_stop,
+        tracker,
+        grace,
+    })
 }
 
 impl Running {

@@ -12,7 +12,12 @@ use sse_bridge::config::{LogFormat, Settings};
 #[command(version, about)]
 struct Cli {
     /// Run the service with this TOML configuration file.
-    #[arg(long, value_name = "FILE", conflicts_with = "check_config", required_unless_present = "check_config")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "check_config",
+        required_unless_present = "check_config"
+    )]
     config: Option<PathBuf>,
     /// Validate this configuration file and exit (0: valid; 2: every problem listed).
     #[arg(long, value_name = "FILE")]

@@ -78,7 +78,10 @@ pub struct Metrics {
     pub rejected: IntCounterVec,
 }
 
-fn reg<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: T) -> Result<T, prometheus::Error> {
+fn reg<T: prometheus::core::Collector + Clone + 'static>(
+    r: &Registry,
+    c: T,
+) -> Result<T, prometheus::Error> {
     r.register(Box::new(c.clone()))?;
     Ok(c)
 }
@@ -90,24 +93,141 @@ impl Metrics {
         let p = "sse_bridge_";
         let route = &["route"];
         let m = Metrics {
-            connections_active: reg(r, IntGaugeVec::new(Opts::new(format!("{p}connections_active"), "Open SSE streams"), route)?)?,
-            connections_opened: reg(r, IntCounterVec::new(Opts::new(format!("{p}connections_opened_total"), "SSE streams opened"), route)?)?,
-            disconnects: reg(r, IntCounterVec::new(Opts::new(format!("{p}disconnects_total"), "SSE streams closed, by reason"), &["route", "reason"])?)?,
-            events_sent: reg(r, IntCounterVec::new(Opts::new(format!("{p}events_sent_total"), "Events written to clients (heartbeats excluded)"), route)?)?,
-            bytes_sent: reg(r, IntCounterVec::new(Opts::new(format!("{p}bytes_sent_total"), "Bytes written to SSE clients"), route)?)?,
-            source_records: reg(r, IntCounterVec::new(Opts::new(format!("{p}source_records_total"), "Records received from the source by the shared reader"), route)?)?,
-            source_errors: reg(r, IntCounterVec::new(Opts::new(format!("{p}source_errors_total"), "Errors reported by the source"), route)?)?,
-            source_up: reg(r, IntGaugeVec::new(Opts::new(format!("{p}source_up"), "1 when the route's source is connected and live"), route)?)?,
-            consumer_lag: reg(r, IntGaugeVec::new(Opts::new(format!("{p}consumer_lag"), "Records between the high watermark and the route's position"), &["route", "topic", "partition"])?)?,
-            resumes: reg(r, IntCounterVec::new(Opts::new(format!("{p}resumes_total"), "Client resumptions by outcome"), &["route", "outcome"])?)?,
-            latency: reg(r, HistogramVec::new(
-                HistogramOpts::new(format!("{p}delivery_latency_seconds"), "Source record timestamp to write to the client")
-                    .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-                route,
-            )?)?,
-            replay_events: reg(r, IntGaugeVec::new(Opts::new(format!("{p}replay_buffer_events"), "Events held in the replay buffer"), route)?)?,
-            replay_bytes: reg(r, IntGaugeVec::new(Opts::new(format!("{p}replay_buffer_bytes"), "Bytes held in the replay buffer"), route)?)?,
-            rejected: reg(r, IntCounterVec::new(Opts::new(format!("{p}requests_rejected_total"), "Requests refused, by status"), &["status"])?)?,
+            connections_active: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(format!("{p}connections_active"), "Open SSE streams"),
+                    route,
+                )?,
+            )?,
+            connections_opened: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(format!("{p}connections_opened_total"), "SSE streams opened"),
+                    route,
+                )?,
+            )?,
+            disconnects: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        format!("{p}disconnects_total"),
+                        "SSE streams closed, by reason",
+                    ),
+                    &["route", "reason"],
+                )?,
+            )?,
+            events_sent: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        format!("{p}events_sent_total"),
+                        "Events written to clients (heartbeats excluded)",
+                    ),
+                    route,
+                )?,
+            )?,
+            bytes_sent: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        format!("{p}bytes_sent_total"),
+                        "Bytes written to SSE clients",
+                    ),
+                    route,
+                )?,
+            )?,
+            source_records: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        format!("{p}source_records_total"),
+                        "Records received from the source by the shared reader",
+                    ),
+                    route,
+                )?,
+            )?,
+            source_errors: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        format!("{p}source_errors_total"),
+                        "Errors reported by the source",
+                    ),
+                    route,
+                )?,
+            )?,
+            source_up: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        format!("{p}source_up"),
+                        "1 when the route's source is connected and live",
+                    ),
+                    route,
+                )?,
+            )?,
+            consumer_lag: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        format!("{p}consumer_lag"),
+                        "Records between the high watermark and the route's position",
+                    ),
+                    &["route", "topic", "partition"],
+                )?,
+            )?,
+            resumes: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(format!("{p}resumes_total"), "Client resumptions by outcome"),
+                    &["route", "outcome"],
+                )?,
+            )?,
+            latency: reg(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        format!("{p}delivery_latency_seconds"),
+                        "Source record timestamp to write to the client",
+                    )
+                    .buckets(vec![
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        10.0,
+                    ]),
+                    route,
+                )?,
+            )?,
+            replay_events: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        format!("{p}replay_buffer_events"),
+                        "Events held in the replay buffer",
+                    ),
+                    route,
+                )?,
+            )?,
+            replay_bytes: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        format!("{p}replay_buffer_bytes"),
+                        "Bytes held in the replay buffer",
+                    ),
+                    route,
+                )?,
+            )?,
+            rejected: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        format!("{p}requests_rejected_total"),
+                        "Requests refused, by status",
+                    ),
+                    &["status"],
+                )?,
+            )?,
             registry,
         };
         Ok(m)
@@ -172,6 +292,11 @@ pub struct RouteMetrics {
 }
 
 impl RouteMetrics {
+    /// The route's name.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
     /// Count a closed stream.
     pub fn disconnected(&self, reason: DisconnectReason) {
         self.disconnects

@@ -20,7 +20,10 @@ async fn events_over_three_partitions_reach_every_client_with_positions() {
 
     let mut first = SseClient::connect(&url, None).await;
     assert_eq!(first.status, 200);
-    assert_eq!(first.headers["content-type"], "text/event-stream; charset=utf-8");
+    assert_eq!(
+        first.headers["content-type"],
+        "text/event-stream; charset=utf-8"
+    );
     assert_eq!(first.headers["cache-control"], "no-cache");
     assert_eq!(first.headers["x-accel-buffering"], "no");
     let mut others = Vec::new();
@@ -39,14 +42,22 @@ async fn events_over_three_partitions_reach_every_client_with_positions() {
         let part = env["partition"].as_i64().unwrap() as i32;
         let off = env["offset"].as_i64().unwrap();
         let prev = expected_next.insert(part, off + 1);
-        assert_eq!(prev.unwrap_or(0), off, "offsets of partition {part} in order with no gap");
+        assert_eq!(
+            prev.unwrap_or(0),
+            off,
+            "offsets of partition {part} in order with no gap"
+        );
         values.push(env["value"].as_str().unwrap().to_owned());
         let EventId::Kafka(pos) = EventId::decode(&ev.id).expect("id decodes");
         let (name, offsets) = &pos.topics()[0];
         assert_eq!(name, &topic);
         assert_eq!(offsets.len(), 3);
         for (pp, &next) in expected_next.iter() {
-            assert_eq!(offsets[*pp as usize], next, "id of {} covers partition {pp}", env["value"]);
+            assert_eq!(
+                offsets[*pp as usize], next,
+                "id of {} covers partition {pp}",
+                env["value"]
+            );
         }
     }
     let mut sorted = values.clone();
@@ -63,7 +74,11 @@ async fn events_over_three_partitions_reach_every_client_with_positions() {
         let evs = h.await.unwrap();
         let set: HashSet<_> = evs.iter().map(|e| e.data.clone()).collect();
         assert_eq!(set.len(), 60);
-        assert_eq!(evs.last().unwrap().id, got.last().unwrap().id, "same final position for everyone");
+        assert_eq!(
+            evs.last().unwrap().id,
+            got.last().unwrap().id,
+            "same final position for everyone"
+        );
     }
     b.shutdown().await;
 }
@@ -76,41 +91,107 @@ async fn http_errors_are_json() {
     let base = format!("http://{}", b.http_addr);
     let c = reqwest::Client::new();
 
-    let r = c.get(format!("{base}/streams/r")).header("Last-Event-ID", "not*an*id").send().await.unwrap();
+    let r = c
+        .get(format!("{base}/streams/r"))
+        .header("Last-Event-ID", "not*an*id")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let j: serde_json::Value = r.json().await.unwrap();
     assert_eq!(j["error"], "malformed_event_id");
 
-    let r = c.get(format!("{base}/streams/r?lastEventId=AQk")).send().await.unwrap();
+    let r = c
+        .get(format!("{base}/streams/r?lastEventId=AQk"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 
-    let r = c.get(format!("{base}/streams/r?since=tomorrow")).send().await.unwrap();
+    let r = c
+        .get(format!("{base}/streams/r?since=tomorrow"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "malformed_since");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "malformed_since"
+    );
 
     let r = c.get(format!("{base}/nope")).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "not_found");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "not_found"
+    );
 
     let r = c.post(format!("{base}/streams/r")).send().await.unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "GET, OPTIONS");
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "method_not_allowed");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "method_not_allowed"
+    );
 
-    let r = c.get(format!("{base}/streams/r")).header("Origin", "https://dash.example").send().await.unwrap();
-    assert_eq!(r.headers()["access-control-allow-origin"], "https://dash.example");
+    let r = c
+        .get(format!("{base}/streams/r"))
+        .header("Origin", "https://dash.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://dash.example"
+    );
     drop(r);
-    let r = c.get(format!("{base}/streams/r")).header("Origin", "https://evil.example").send().await.unwrap();
+    let r = c
+        .get(format!("{base}/streams/r"))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
     drop(r);
 
     let admin = format!("http://{}", b.admin_addr);
-    assert_eq!(c.get(format!("{admin}/healthz")).send().await.unwrap().status(), 200);
-    let ready: serde_json::Value = c.get(format!("{admin}/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        c.get(format!("{admin}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let ready: serde_json::Value = c
+        .get(format!("{admin}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["routes"][0]["route"], "r");
-    assert_eq!(c.get(format!("{admin}/x")).send().await.unwrap().status(), 404);
-    assert_eq!(c.delete(format!("{admin}/metrics")).send().await.unwrap().status(), 405);
-    assert!(metric(b.admin_addr, "sse_bridge_resumes_total{outcome=\"malformed\",route=\"r\"}").await >= 2.0);
+    assert_eq!(
+        c.get(format!("{admin}/x")).send().await.unwrap().status(),
+        404
+    );
+    assert_eq!(
+        c.delete(format!("{admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
+    assert!(
+        metric(
+            b.admin_addr,
+            "sse_bridge_resumes_total{outcome=\"malformed\",route=\"r\"}"
+        )
+        .await
+            >= 2.0
+    );
     b.shutdown().await;
 }

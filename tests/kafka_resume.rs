@@ -23,7 +23,12 @@ async fn resume_case(replay: &str, want_outcome: &str) {
     create_topic(&topic, 3).await;
     let p = producer();
     let mut sent = produce_n(&p, &topic, 3, "a", 30).await;
-    let b = bridge(&config("r", &topic, &format!("start = \"earliest\"\n{replay}"))).await;
+    let b = bridge(&config(
+        "r",
+        &topic,
+        &format!("start = \"earliest\"\n{replay}"),
+    ))
+    .await;
     let url = format!("http://{}/streams/r", b.http_addr);
 
     let mut c = SseClient::connect(&url, None).await;
@@ -53,7 +58,11 @@ async fn resume_served_from_the_replay_buffer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_served_from_kafka_when_the_buffer_is_too_small() {
-    resume_case("replay = { max_events = 5, warm_start = false }\nmax_client_lag = 5", "source").await;
+    resume_case(
+        "replay = { max_events = 5, warm_start = false }\nmax_client_lag = 5",
+        "source",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,14 +71,20 @@ async fn resume_on_another_replica_which_is_ahead_or_behind() {
     create_topic(&topic, 2).await;
     let p = producer();
     let a = bridge(&config("r", &topic, "")).await;
-    let b = bridge(&config("r", &topic, "replay = { max_events = 3, warm_start = false }\nmax_client_lag = 3")).await;
+    let b = bridge(&config(
+        "r",
+        &topic,
+        "replay = { max_events = 3, warm_start = false }\nmax_client_lag = 3",
+    ))
+    .await;
     let mut ca = SseClient::connect(&format!("http://{}/streams/r", a.http_addr), None).await;
     let mut sent = produce_n(&p, &topic, 2, "x", 20).await;
     let first = ca.take(7, T).await;
     let last = ca.last_id();
     drop(ca);
     sent.extend(produce_n(&p, &topic, 2, "y", 10).await);
-    let mut cb = SseClient::connect(&format!("http://{}/streams/r", b.http_addr), Some(&last)).await;
+    let mut cb =
+        SseClient::connect(&format!("http://{}/streams/r", b.http_addr), Some(&last)).await;
     let rest = cb.take(23, T).await;
     cb.expect_quiet(Duration::from_millis(500)).await;
     let mut all = first;
@@ -88,23 +103,56 @@ async fn since_starts_at_a_point_in_time() {
     let t0 = chrono::Utc::now().timestamp_millis() - 60_000;
     for i in 0..6 {
         let v = format!("old-{i}");
-        produce(&p, &topic, Rec { partition: i % 2, value: Some(v.as_bytes()), timestamp: Some(t0 + i64::from(i)), ..Rec::default() }).await;
+        produce(
+            &p,
+            &topic,
+            Rec {
+                partition: i % 2,
+                value: Some(v.as_bytes()),
+                timestamp: Some(t0 + i64::from(i)),
+                ..Rec::default()
+            },
+        )
+        .await;
     }
     for i in 0..4 {
         let v = format!("new-{i}");
-        produce(&p, &topic, Rec { partition: i % 2, value: Some(v.as_bytes()), timestamp: Some(t0 + 30_000 + i64::from(i)), ..Rec::default() }).await;
+        produce(
+            &p,
+            &topic,
+            Rec {
+                partition: i % 2,
+                value: Some(v.as_bytes()),
+                timestamp: Some(t0 + 30_000 + i64::from(i)),
+                ..Rec::default()
+            },
+        )
+        .await;
     }
     let b = bridge(&config("r", &topic, "")).await;
-    let since = chrono::DateTime::from_timestamp_millis(t0 + 10_000).unwrap().to_rfc3339();
-    let url = format!("http://{}/streams/r?since={}", b.http_addr, since.replace('+', "%2B"));
+    let since = chrono::DateTime::from_timestamp_millis(t0 + 10_000)
+        .unwrap()
+        .to_rfc3339();
+    let url = format!(
+        "http://{}/streams/r?since={}",
+        b.http_addr,
+        since.replace('+', "%2B")
+    );
     let mut c = SseClient::connect(&url, None).await;
     assert_eq!(c.status, 200);
     let got = c.take(4, T).await;
     c.expect_quiet(Duration::from_millis(500)).await;
     assert_eq!(datas(&got), vec!["new-0", "new-1", "new-2", "new-3"]);
-    let mut c = SseClient::connect(&format!("http://{}/streams/r?since={}", b.http_addr, t0 + 4), None).await;
+    let mut c = SseClient::connect(
+        &format!("http://{}/streams/r?since={}", b.http_addr, t0 + 4),
+        None,
+    )
+    .await;
     let got = c.take(6, T).await;
-    assert_eq!(datas(&got), vec!["new-0", "new-1", "new-2", "new-3", "old-4", "old-5"]);
+    assert_eq!(
+        datas(&got),
+        vec!["new-0", "new-1", "new-2", "new-3", "old-4", "old-5"]
+    );
     b.shutdown().await;
 }
 
@@ -173,11 +221,23 @@ async fn recreated_topic_yields_reset_then_continues_from_earliest() {
     assert_eq!(j["reason"], "position_unavailable", "{j}");
     let parts = j["partitions"].as_array().unwrap();
     assert_eq!(parts.len(), 2);
-    assert!(parts.iter().all(|p| p["requested"] == 5 && p["resumed_from"] == 0 && p["latest"] == 1), "{j}");
+    assert!(
+        parts
+            .iter()
+            .all(|p| p["requested"] == 5 && p["resumed_from"] == 0 && p["latest"] == 1),
+        "{j}"
+    );
     let got = c.take(2, T).await;
     assert_eq!(datas(&got), sent);
     c.expect_quiet(Duration::from_millis(500)).await;
-    assert_eq!(metric(b.admin_addr, "sse_bridge_resumes_total{outcome=\"reset\",route=\"r\"}").await, 1.0);
+    assert_eq!(
+        metric(
+            b.admin_addr,
+            "sse_bridge_resumes_total{outcome=\"reset\",route=\"r\"}"
+        )
+        .await,
+        1.0
+    );
     b.shutdown().await;
 }
 
@@ -188,7 +248,15 @@ async fn bridge_process_restart_loses_nothing() {
     let p = producer();
     let admin_port = free_port();
     let port = free_port();
-    let toml = config("r", &topic, "").replace("127.0.0.1:0\"\nadmin", &format!("127.0.0.1:{port}\"\nadmin")).replace("admin_listen = \"127.0.0.1:0\"", &format!("admin_listen = \"127.0.0.1:{admin_port}\""));
+    let toml = config("r", &topic, "")
+        .replace(
+            "127.0.0.1:0\"\nadmin",
+            &format!("127.0.0.1:{port}\"\nadmin"),
+        )
+        .replace(
+            "admin_listen = \"127.0.0.1:0\"",
+            &format!("admin_listen = \"127.0.0.1:{admin_port}\""),
+        );
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bridge.toml");
     std::fs::write(&cfg, toml).unwrap();
@@ -211,8 +279,14 @@ async fn bridge_process_restart_loses_nothing() {
     let first = c.take(20, T).await;
     let last = c.last_id();
     // SIGTERM: graceful shutdown closes the stream.
-    std::process::Command::new("kill").arg(proc1.id().to_string()).status().unwrap();
-    assert!(c.wait_end(Duration::from_secs(10)).await, "stream closed on shutdown");
+    std::process::Command::new("kill")
+        .arg(proc1.id().to_string())
+        .status()
+        .unwrap();
+    assert!(
+        c.wait_end(Duration::from_secs(10)).await,
+        "stream closed on shutdown"
+    );
     assert!(proc1.wait().unwrap().success());
     sent.extend(produce_n(&p, &topic, 3, "during", 15).await);
 
@@ -231,5 +305,9 @@ async fn bridge_process_restart_loses_nothing() {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -6,7 +6,10 @@ use super::*;
 fn load(toml: &str, env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
     let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
     f.write_all(toml.as_bytes()).unwrap();
-    let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     Settings::load_with_env(f.path(), Some(env))
 }
 
@@ -35,14 +38,24 @@ fn loads_and_defaults() {
     assert_eq!(r.payload, PayloadMode::Envelope);
     assert_eq!(r.event_name.header.as_deref(), Some("type"));
     let SourceConfig::Kafka(k) = &r.source;
-    assert_eq!(k.properties.0.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
+    assert_eq!(
+        k.properties.0.get("security.protocol").map(String::as_str),
+        Some("SASL_SSL")
+    );
     let dbg = format!("{:?}", k);
     assert!(!dbg.contains("hunter2"), "secret leaked in {dbg}");
 }
 
 #[test]
 fn env_overrides_file() {
-    let s = load(GOOD, &[("SSE_BRIDGE__SERVER__LISTEN", "127.0.0.1:7000"), ("SSE_BRIDGE__SERVER__LOG_FORMAT", "json")]).unwrap();
+    let s = load(
+        GOOD,
+        &[
+            ("SSE_BRIDGE__SERVER__LISTEN", "127.0.0.1:7000"),
+            ("SSE_BRIDGE__SERVER__LOG_FORMAT", "json"),
+        ],
+    )
+    .unwrap();
     assert_eq!(s.server.listen.port(), 7000);
     assert_eq!(s.server.log_format, LogFormat::Json);
 }
@@ -77,7 +90,9 @@ event_name = { default = "" }
     ] {
         assert!(got.iter().any(|g| g == want), "missing {want} in {got:?}");
     }
-    assert!(e.to_string().contains("routes[1].source.topics: must not be empty"));
+    assert!(e
+        .to_string()
+        .contains("routes[1].source.topics: must not be empty"));
 }
 
 #[test]

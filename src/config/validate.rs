@@ -41,7 +41,11 @@ impl ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "invalid configuration ({} problem(s)):", self.problems.len())?;
+        writeln!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.problems.len()
+        )?;
         for p in &self.problems {
             writeln!(f, "  {p}")?;
         }
@@ -66,8 +70,7 @@ impl Problems {
 fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
@@ -112,7 +115,10 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
                 "must be 1-64 characters of letters, digits, `-` or `_`",
             );
         } else if !names.insert(r.name.clone()) {
-            p.push(format!("{at}.name"), format!("duplicate route name `{}`", r.name));
+            p.push(
+                format!("{at}.name"),
+                format!("duplicate route name `{}`", r.name),
+            );
         }
         let path = r.path();
         if !path.starts_with('/') || path.contains(['?', '#', ' ']) || path.len() < 2 {

@@ -12,7 +12,9 @@ use super::errors::{json_error, method_not_allowed, not_found};
 use super::App;
 
 /// The admin filter.
-pub fn filter(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
+pub fn filter(
+    app: Arc<App>,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
     warp::any()
         .and(warp::method())
         .and(warp::path::full())
@@ -28,8 +30,17 @@ fn handle(app: &App, method: &Method, path: &str) -> Response {
     }
     match path {
         "/metrics" => match app.metrics.render() {
-            Ok(text) => warp::reply::with_header(text, "content-type", "text/plain; version=0.0.4; charset=utf-8").into_response(),
-            Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, "metrics_failed", e.to_string()),
+            Ok(text) => warp::reply::with_header(
+                text,
+                "content-type",
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+            .into_response(),
+            Err(e) => json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "metrics_failed",
+                e.to_string(),
+            ),
         },
         "/healthz" => warp::reply::json(&json!({ "status": "ok" })).into_response(),
         _ => readyz(app),
@@ -55,6 +66,10 @@ fn readyz(app: &App) -> Response {
         .collect();
     let ready = !draining && app.routes.iter().all(|r| r.source.hub().state().ready());
     let body = json!({ "ready": ready, "draining": draining, "routes": routes });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }

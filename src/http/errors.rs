@@ -13,7 +13,11 @@ pub fn json_error(status: StatusCode, code: &str, message: impl AsRef<str>) -> R
 
 /// 404 for an unknown path.
 pub fn not_found(path: &str) -> Response {
-    json_error(StatusCode::NOT_FOUND, "not_found", format!("no route at {path}"))
+    json_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route at {path}"),
+    )
 }
 
 /// 405 for a known path with the wrong method.

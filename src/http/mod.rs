@@ -57,15 +57,31 @@ pub struct App {
     pub streams: CancellationToken,
 }
 
-/// Client address of a connection, put in request extensions.
-#[derive(Debug, Clone, Copy)]
-pub struct ClientAddr(pub SocketAddr);
+/// The connection a request came on, put in request extensions: the peer address, and a
+/// token that closes the connection at once when cancelled (even while its socket is
+/// blocked, which is how a client too slow to read is cut off).
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// Peer address.
+    pub addr: SocketAddr,
+    /// Cancel to drop the connection.
+    pub kill: CancellationToken,
+}
 
 /// Serve `filter` on `listener` until `stop` fires, then wait up to `grace` for open
 /// connections to finish.
-pub async fn serve<F>(listener: TcpListener, filter: F, stop: CancellationToken, grace: Duration, name: &'static str)
-where
-    F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+pub async fn serve<F>(
+    listener: TcpListener,
+    filter: F,
+    stop: CancellationToken,
+    grace: Duration,
+    name: &'static str,
+) where
+    F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     F::Future: Send,
 {
     let graceful = GracefulShutdown::new();
@@ -83,15 +99,25 @@ where
             },
         };
         let _ = tcp.set_nodelay(true);
+        let kill = CancellationToken::new();
         let svc = warp::service(filter.clone());
-        let svc = tower_layer_addr(svc, peer);
+        let svc = ConnService {
+            inner: svc,
+            info: ConnInfo {
+                addr: peer,
+                kill: kill.clone(),
+            },
+        };
         let conn = Builder::new(TokioExecutor::new())
             .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(svc))
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                debug!(error = %e, "connection ended with error");
+            tokio::select! {
+                r = conn => if let Err(e) = r {
+                    debug!(error = %e, "connection ended with error");
+                },
+                _ = kill.cancelled() => debug!(%peer, "connection closed by the server"),
             }
         });
     }
@@ -102,18 +128,14 @@ where
     }
 }
 
-/// Wrap a service so requests carry the peer address.
-fn tower_layer_addr<S>(inner: S, peer: SocketAddr) -> AddrService<S> {
-    AddrService { inner, peer }
-}
-
+/// A service whose requests carry their [`ConnInfo`].
 #[derive(Clone)]
-struct AddrService<S> {
+struct ConnService<S> {
     inner: S,
-    peer: SocketAddr,
+    info: ConnInfo,
 }
 
-impl<S, B> tower_service::Service<http::Request<B>> for AddrService<S>
+impl<S, B> tower_service::Service<http::Request<B>> for ConnService<S>
 where
     S: tower_service::Service<http::Request<B>, Error = Infallible>,
 {
@@ -121,12 +143,15 @@ where
     type Error = Infallible;
     type Future = S::Future;
 
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        req.extensions_mut().insert(ClientAddr(self.peer));
+        req.extensions_mut().insert(self.info.clone());
         self.inner.call(req)
     }
 }

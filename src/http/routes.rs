@@ -10,10 +10,11 @@ use warp::Filter;
 
 use super::errors::{json_error, method_not_allowed, not_found, unavailable};
 use super::stream::{ClientStream, StreamSettings};
-use super::App;
+use super::{App, ConnInfo};
 use crate::event_id::EventId;
 use crate::metrics::ResumeOutcome;
 use crate::source::{ClientStart, SourceError};
+use tokio_util::sync::CancellationToken;
 
 /// Longest query string accepted.
 const MAX_QUERY: usize = 8 * 1024;
@@ -25,42 +26,72 @@ pub fn filter(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
-        .then(move |method: Method, path: warp::path::FullPath, headers: HeaderMap, query: String| {
-            let app = app.clone();
-            async move {
-                let origin = headers.get(http::header::ORIGIN).cloned();
-                let mut resp = handle(&app, method, path.as_str(), &headers, &query).await;
-                if resp.status().is_client_error() || resp.status().is_server_error() {
-                    app.metrics.rejected.with_label_values(&[resp.status().as_str()]).inc();
+        .and(warp::ext::optional::<ConnInfo>())
+        .then(
+            move |method: Method,
+                  path: warp::path::FullPath,
+                  headers: HeaderMap,
+                  query: String,
+                  conn: Option<ConnInfo>| {
+                let app = app.clone();
+                async move {
+                    let origin = headers.get(http::header::ORIGIN).cloned();
+                    let kill = conn.map(|c| c.kill).unwrap_or_default();
+                    let mut resp =
+                        handle(&app, method, path.as_str(), &headers, &query, kill).await;
+                    if resp.status().is_client_error() || resp.status().is_server_error() {
+                        app.metrics
+                            .rejected
+                            .with_label_values(&[resp.status().as_str()])
+                            .inc();
+                    }
+                    cors(&app, origin.as_ref(), resp.headers_mut());
+                    resp
                 }
-                cors(&app, origin.as_ref(), resp.headers_mut());
-                resp
-            }
-        })
+            },
+        )
 }
 
 /// Add CORS headers when `origin` is allowed.
 fn cors(app: &App, origin: Option<&HeaderValue>, h: &mut HeaderMap) {
     let Some(origin) = origin else { return };
     let allowed = &app.server.cors_origins;
-    let ok = allowed.iter().any(|a| a == "*" || origin.as_bytes() == a.as_bytes());
+    let ok = allowed
+        .iter()
+        .any(|a| a == "*" || origin.as_bytes() == a.as_bytes());
     if !ok {
         return;
     }
     h.insert("access-control-allow-origin", origin.clone());
     h.append(http::header::VARY, HeaderValue::from_static("Origin"));
-    h.insert("access-control-expose-headers", HeaderValue::from_static("Retry-After"));
+    h.insert(
+        "access-control-expose-headers",
+        HeaderValue::from_static("Retry-After"),
+    );
 }
 
-async fn handle(app: &App, method: Method, path: &str, headers: &HeaderMap, query: &str) -> Response {
+async fn handle(
+    app: &App,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+    query: &str,
+    kill: CancellationToken,
+) -> Response {
     let Some(route) = app.by_path.get(path) else {
         return not_found(path);
     };
     if method == Method::OPTIONS {
         let mut r = warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response();
         let h = r.headers_mut();
-        h.insert("access-control-allow-methods", HeaderValue::from_static("GET, OPTIONS"));
-        h.insert("access-control-allow-headers", HeaderValue::from_static("Last-Event-ID, Cache-Control, Authorization"));
+        h.insert(
+            "access-control-allow-methods",
+            HeaderValue::from_static("GET, OPTIONS"),
+        );
+        h.insert(
+            "access-control-allow-headers",
+            HeaderValue::from_static("Last-Event-ID, Cache-Control, Authorization"),
+        );
         h.insert("access-control-max-age", HeaderValue::from_static("600"));
         return r;
     }
@@ -73,20 +104,32 @@ async fn handle(app: &App, method: Method, path: &str, headers: &HeaderMap, quer
     let start = match start_of(headers, query) {
         Ok(s) => s,
         Err(resp) => {
-            route.source.hub().metrics().resumed(ResumeOutcome::Malformed);
+            route
+                .source
+                .hub()
+                .metrics()
+                .resumed(ResumeOutcome::Malformed);
             return *resp;
         }
     };
     let hub = route.source.hub();
     if !hub.wait_ready(app.server.source_wait).await {
         let err = hub.state().last_error.unwrap_or_else(|| "starting".into());
-        return unavailable("source_unavailable", format!("route `{}` source is not ready: {err}", route.name), 2);
+        return unavailable(
+            "source_unavailable",
+            format!("route `{}` source is not ready: {err}", route.name),
+            2,
+        );
     }
     let plan = match route.source.plan(start).await {
         Ok(p) => p,
         Err(SourceError::WrongKind) => {
             hub.metrics().resumed(ResumeOutcome::Malformed);
-            return json_error(StatusCode::BAD_REQUEST, "malformed_event_id", "event id does not belong to this route's source");
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "malformed_event_id",
+                "event id does not belong to this route's source",
+            );
         }
         Err(e) => return unavailable("source_unavailable", e.to_string(), 2),
     };
@@ -95,11 +138,23 @@ async fn handle(app: &App, method: Method, path: &str, headers: &HeaderMap, quer
         retry: app.server.retry,
         max_lag: route.max_lag,
     };
-    let stream = ClientStream::new(route.source.clone(), plan, settings, app.streams.clone());
+    let stream = ClientStream::new(
+        route.source.clone(),
+        plan,
+        settings,
+        app.streams.clone(),
+        kill,
+    );
     let mut r = warp::reply::stream(stream.into_body()).into_response();
     let h = r.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
-    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     r
 }
@@ -109,7 +164,10 @@ async fn handle(app: &App, method: Method, path: &str, headers: &HeaderMap, quer
 fn start_of(headers: &HeaderMap, query: &str) -> Result<ClientStart, Box<Response>> {
     let bad = |code: &str, msg: String| Box::new(json_error(StatusCode::BAD_REQUEST, code, msg));
     if query.len() > MAX_QUERY {
-        return Err(bad("query_too_long", format!("query string longer than {MAX_QUERY} bytes")));
+        return Err(bad(
+            "query_too_long",
+            format!("query string longer than {MAX_QUERY} bytes"),
+        ));
     }
     let mut id: Option<String> = None;
     let mut since: Option<String> = None;
@@ -132,9 +190,12 @@ fn start_of(headers: &HeaderMap, query: &str) -> Result<ClientStart, Box<Respons
             .map_err(|e| bad("malformed_event_id", e.to_string()));
     }
     if let Some(s) = since {
-        return parse_since(&s)
-            .map(ClientStart::Since)
-            .ok_or_else(|| bad("malformed_since", "`since` must be RFC 3339 or milliseconds since the epoch".into()));
+        return parse_since(&s).map(ClientStart::Since).ok_or_else(|| {
+            bad(
+                "malformed_since",
+                "`since` must be RFC 3339 or milliseconds since the epoch".into(),
+            )
+        });
     }
     Ok(ClientStart::Default)
 }
@@ -160,20 +221,38 @@ mod tests {
     fn since_forms() {
         assert_eq!(parse_since("1700000000000"), Some(1_700_000_000_000));
         assert_eq!(parse_since("2023-11-14T22:13:20Z"), Some(1_700_000_000_000));
-        assert_eq!(parse_since("2023-11-14T23:13:20+01:00"), Some(1_700_000_000_000));
+        assert_eq!(
+            parse_since("2023-11-14T23:13:20+01:00"),
+            Some(1_700_000_000_000)
+        );
         assert_eq!(parse_since("yesterday"), None);
         assert_eq!(parse_since("-5"), None);
     }
 
     #[test]
     fn header_wins_over_query() {
-        let id = EventId::Kafka(crate::source::kafka::KafkaPosition::from_topics(vec![("t".into(), vec![3])]));
+        let id = EventId::Kafka(crate::source::kafka::KafkaPosition::from_topics(vec![(
+            "t".into(),
+            vec![3],
+        )]));
         let mut h = HeaderMap::new();
-        h.insert("last-event-id", HeaderValue::from_str(&id.encode()).unwrap());
-        assert_eq!(start_of(&h, "lastEventId=garbage&since=5").unwrap(), ClientStart::Id(id));
+        h.insert(
+            "last-event-id",
+            HeaderValue::from_str(&id.encode()).unwrap(),
+        );
+        assert_eq!(
+            start_of(&h, "lastEventId=garbage&since=5").unwrap(),
+            ClientStart::Id(id)
+        );
         assert!(start_of(&HeaderMap::new(), "lastEventId=%21%21").is_err());
-        assert_eq!(start_of(&HeaderMap::new(), "since=5").unwrap(), ClientStart::Since(5));
-        assert_eq!(start_of(&HeaderMap::new(), "").unwrap(), ClientStart::Default);
+        assert_eq!(
+            start_of(&HeaderMap::new(), "since=5").unwrap(),
+            ClientStart::Since(5)
+        );
+        assert_eq!(
+            start_of(&HeaderMap::new(), "").unwrap(),
+            ClientStart::Default
+        );
     }
 
     proptest! {

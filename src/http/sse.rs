@@ -25,7 +25,8 @@ impl Frame {
 /// `None` sends no `data:` line (the event updates the last event id but does not fire).
 pub fn frame(id: &str, event: Option<&str>, data: Option<&str>) -> Frame {
     let data_len = data.map_or(0, |d| d.len() + 8 * (1 + line_count(d)));
-    let mut b = BytesMut::with_capacity(id.len() + 6 + event.map_or(0, |e| e.len() + 8) + data_len + 1);
+    let mut b =
+        BytesMut::with_capacity(id.len() + 6 + event.map_or(0, |e| e.len() + 8) + data_len + 1);
     b.put_slice(b"id: ");
     b.put_slice(id.as_bytes());
     b.put_u8(b'\n');
@@ -127,9 +128,15 @@ mod tests {
     #[test]
     fn frame_layout() {
         let f = frame("abc", Some("update"), Some("a\nb"));
-        assert_eq!(&f.bytes[..], b"id: abc\nevent: update\ndata: a\ndata: b\n\n");
+        assert_eq!(
+            &f.bytes[..],
+            b"id: abc\nevent: update\ndata: a\ndata: b\n\n"
+        );
         assert_eq!(&f.body()[..], b"event: update\ndata: a\ndata: b\n\n");
-        assert_eq!(&frame("x", Some("message"), Some("")).bytes[..], b"id: x\ndata: \n\n");
+        assert_eq!(
+            &frame("x", Some("message"), Some("")).bytes[..],
+            b"id: x\ndata: \n\n"
+        );
     }
 
     #[test]

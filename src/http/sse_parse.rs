@@ -61,24 +61,36 @@ impl Parser {
     fn feed_lines(&mut self, bytes: &[u8], out: &mut Vec<Event>) {
         let mut i = 0;
         while i < bytes.len() {
-            let c = bytes[i];
-            if c == b'\n' || c == b'\r' {
-                let line = std::mem::take(&mut self.buf);
-                self.line(&line, out);
-                if c == b'\r' {
-                    if i + 1 < bytes.len() {
-                        if bytes[i + 1] == b'\n' {
-                            i += 1;
-                        }
-                    } else {
-                        self.last_cr = true;
-                    }
-                }
+            let Some(n) = bytes[i..].iter().position(|&c| c == b'\n' || c == b'\r') else {
+                self.buf.extend_from_slice(&bytes[i..]);
+                return;
+            };
+            let end = i + n;
+            let line = if self.buf.is_empty() {
+                self.line_slice(&bytes[i..end], out);
+                None
             } else {
-                self.buf.push(c);
+                self.buf.extend_from_slice(&bytes[i..end]);
+                Some(std::mem::take(&mut self.buf))
+            };
+            if let Some(l) = line {
+                self.line_slice(&l, out);
             }
-            i += 1;
+            i = end + 1;
+            if bytes[end] == b'\r' {
+                if i < bytes.len() {
+                    if bytes[i] == b'\n' {
+                        i += 1;
+                    }
+                } else {
+                    self.last_cr = true;
+                }
+            }
         }
+    }
+
+    fn line_slice(&mut self, line: &[u8], out: &mut Vec<Event>) {
+        self.line(line, out);
     }
 
     fn line(&mut self, line: &[u8], out: &mut Vec<Event>) {
@@ -124,7 +136,11 @@ impl Parser {
         }
         let event = std::mem::take(&mut self.event);
         out.push(Event {
-            event: if event.is_empty() { "message".into() } else { event },
+            event: if event.is_empty() {
+                "message".into()
+            } else {
+                event
+            },
             data,
             id: self.last_id.clone(),
         });
@@ -142,15 +158,32 @@ mod tests {
         p.feed(b"\xEF\xBB", &mut out);
         p.feed(b"\xBFdata: a\r", &mut out);
         p.feed(b"\n\r\n", &mut out);
-        assert_eq!(out, vec![Event { event: "message".into(), data: "a".into(), id: String::new() }]);
+        assert_eq!(
+            out,
+            vec![Event {
+                event: "message".into(),
+                data: "a".into(),
+                id: String::new()
+            }]
+        );
     }
 
     #[test]
     fn retry_and_comments() {
         let mut p = Parser::default();
         let mut out = Vec::new();
-        p.feed(b"retry: 1500\n\n: hi\n\nid: 7\nevent: e\ndata\n\n", &mut out);
+        p.feed(
+            b"retry: 1500\n\n: hi\n\nid: 7\nevent: e\ndata\n\n",
+            &mut out,
+        );
         assert_eq!(p.retry(), Some(1500));
-        assert_eq!(out, vec![Event { event: "e".into(), data: String::new(), id: "7".into() }]);
+        assert_eq!(
+            out,
+            vec![Event {
+                event: "e".into(),
+                data: String::new(),
+                id: "7".into()
+            }]
+        );
     }
 }

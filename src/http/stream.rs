@@ -3,17 +3,18 @@
 //! far behind, or when the client goes away (dropping the stream frees everything).
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use tokio::sync::watch;
-use tokio::time::{Interval, MissedTickBehavior};
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::sse;
-use crate::hub::{Cursor, Event, Hub, Read, Verdict};
+use crate::hub::{ClientGuard, Cursor, Event, Hub, Read, Verdict};
 use crate::metrics::{DisconnectReason, RouteMetrics};
 use crate::source::{CatchupStream, Plan, Source};
 
@@ -43,8 +44,8 @@ pub struct ClientStream {
     catchup: Option<CatchupStream>,
     preamble: Vec<Bytes>,
     rx: watch::Receiver<u64>,
-    heartbeat: Interval,
-    wrote: bool,
+    heartbeat: Pin<Box<Sleep>>,
+    heartbeat_every: Duration,
     cancel: CancellationToken,
     caught_up: bool,
     resyncs: u32,
@@ -52,12 +53,20 @@ pub struct ClientStream {
     buf: Vec<Arc<Event>>,
     metrics: RouteMetrics,
     reason: Option<DisconnectReason>,
+    guard: ClientGuard,
 }
 
 impl ClientStream {
     /// A stream for `plan` on `source`; counts itself in the connection metrics.
-    pub fn new(source: Source, plan: Plan, settings: StreamSettings, cancel: CancellationToken) -> ClientStream {
+    pub fn new(
+        source: Source,
+        plan: Plan,
+        settings: StreamSettings,
+        cancel: CancellationToken,
+        kill: CancellationToken,
+    ) -> ClientStream {
         let hub = source.hub().clone();
+        let guard = hub.register(plan.next_seq, settings.max_lag as u64, kill);
         let metrics = hub.metrics().clone();
         metrics.connections_active.inc();
         metrics.connections_opened.inc();
@@ -66,8 +75,6 @@ impl ClientStream {
         }
         let mut preamble = vec![sse::retry(settings.retry.as_millis())];
         preamble.extend(plan.preamble);
-        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + settings.heartbeat, settings.heartbeat);
-        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ClientStream {
             rx: hub.subscribe(),
             hub,
@@ -77,22 +84,28 @@ impl ClientStream {
             next_seq: plan.next_seq,
             catchup: plan.catchup,
             preamble,
-            heartbeat,
-            wrote: true,
+            heartbeat: Box::pin(tokio::time::sleep(settings.heartbeat)),
+            heartbeat_every: settings.heartbeat,
             cancel,
             resyncs: 0,
             max_lag: settings.max_lag as u64,
             buf: Vec::with_capacity(BATCH),
             metrics,
             reason: None,
+            guard,
         }
     }
 
     /// The stream as an HTTP body stream.
-    pub fn into_body(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + Sync + 'static {
+    pub fn into_body(
+        self,
+    ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + Sync + 'static {
         let s = futures::stream::unfold(self, |mut c| async move {
             let chunk = c.next_chunk().await?;
             c.metrics.bytes_sent.inc_by(chunk.len() as u64);
+            // Heartbeats go out after a full interval without any write.
+            let next = Instant::now() + c.heartbeat_every;
+            c.heartbeat.as_mut().reset(next);
             Some((Ok(chunk), c))
         });
         sync_wrapper::SyncStream::new(Box::pin(s))
@@ -107,7 +120,9 @@ impl ClientStream {
     fn observe(&self, ev: &Event) {
         if let Some(ts) = ev.timestamp_ms {
             let now = chrono::Utc::now().timestamp_millis();
-            self.metrics.latency.observe((now - ts).max(0) as f64 / 1000.0);
+            self.metrics
+                .latency
+                .observe((now - ts).max(0) as f64 / 1000.0);
         }
     }
 
@@ -138,7 +153,6 @@ impl ClientStream {
                         Verdict::Shared | Verdict::Custom(_) => {
                             self.metrics.events_sent.inc();
                             self.observe(&ev);
-                            self.wrote = true;
                             return Some([self.cursor_id_line(), ev.frame.body()].concat().into());
                         }
                     },
@@ -161,11 +175,11 @@ impl ClientStream {
                 }
                 Read::Events { next, head } => {
                     self.next_seq = next;
+                    self.guard.progress(next, self.caught_up);
                     if let Some(chunk) = self.encode_batch() {
                         if self.caught_up && head - next > self.max_lag {
                             return self.finish(DisconnectReason::SlowClient);
                         }
-                        self.wrote = true;
                         return Some(chunk);
                     }
                 }
@@ -173,19 +187,18 @@ impl ClientStream {
                     if self.hub.try_sync(&mut self.cursor) {
                         self.caught_up = true;
                     }
+                    self.guard.progress(self.next_seq, self.caught_up);
                     tokio::select! {
                         biased;
                         _ = self.cancel.cancelled() => return self.finish(DisconnectReason::Shutdown),
                         _ = self.rx.changed() => {}
-                        _ = self.heartbeat.tick() => {
-                            if !std::mem::replace(&mut self.wrote, false) {
-                                let id = if self.cursor.synced() {
-                                    String::from_utf8_lossy(&head_id).into_owned()
-                                } else {
-                                    self.cursor.encode()
-                                };
-                                return Some(sse::heartbeat(&id));
-                            }
+                        _ = self.heartbeat.as_mut() => {
+                            let id = if self.cursor.synced() {
+                                String::from_utf8_lossy(&head_id).into_owned()
+                            } else {
+                                self.cursor.encode()
+                            };
+                            return Some(sse::heartbeat(&id));
                         }
                     }
                 }
@@ -234,7 +247,11 @@ impl ClientStream {
 impl Drop for ClientStream {
     fn drop(&mut self) {
         self.metrics.connections_active.dec();
-        self.metrics
-            .disconnected(self.reason.unwrap_or(DisconnectReason::ClientClosed));
+        let reason = if self.guard.cut_off() {
+            DisconnectReason::SlowClient
+        } else {
+            self.reason.unwrap_or(DisconnectReason::ClientClosed)
+        };
+        self.metrics.disconnected(reason);
     }
 }

@@ -3,6 +3,7 @@
 //! replay buffer (a reconnecting client whose position the ring still covers resumes from
 //! memory). Each event's frame is encoded once and shared by every client.
 
+mod clients;
 mod ring;
 
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use tokio::sync::watch;
 use crate::http::sse::Frame;
 use crate::metrics::RouteMetrics;
 use crate::source::kafka::{KafkaCursor, KafkaPosition};
+pub use clients::{ClientGuard, Clients};
 pub use ring::Read;
 use ring::Ring;
 
@@ -56,7 +58,9 @@ pub struct Event {
 impl Event {
     /// The wire id carried by the frame.
     pub fn id(&self) -> Bytes {
-        self.frame.bytes.slice(4..self.frame.body_start.saturating_sub(1).max(4))
+        self.frame
+            .bytes
+            .slice(4..self.frame.body_start.saturating_sub(1).max(4))
     }
 }
 
@@ -182,16 +186,23 @@ pub struct Hub {
     seq_tx: watch::Sender<u64>,
     state_tx: watch::Sender<SourceState>,
     metrics: RouteMetrics,
+    clients: Arc<Clients>,
 }
 
 impl Hub {
     /// A hub whose ring holds at most `max_events` events and `max_bytes` bytes.
-    pub fn new(initial: Position, max_events: usize, max_bytes: usize, metrics: RouteMetrics) -> Hub {
+    pub fn new(
+        initial: Position,
+        max_events: usize,
+        max_bytes: usize,
+        metrics: RouteMetrics,
+    ) -> Hub {
         Hub {
             ring: RwLock::new(Ring::new(initial, max_events, max_bytes)),
             seq_tx: watch::Sender::new(0),
             state_tx: watch::Sender::new(SourceState::default()),
             metrics,
+            clients: Arc::new(Clients::default()),
         }
     }
 
@@ -222,7 +233,12 @@ impl Hub {
     /// The ring's window: `(first_seq, base position, head_seq, head position)`.
     pub fn window(&self) -> (u64, Position, u64, Position) {
         let r = self.ring.read();
-        (r.first_seq(), r.base().clone(), r.head_seq(), r.head().clone())
+        (
+            r.first_seq(),
+            r.base().clone(),
+            r.head_seq(),
+            r.head().clone(),
+        )
     }
 
     /// Current head sequence and position.
@@ -267,6 +283,37 @@ impl Hub {
         tokio::time::timeout(timeout, rx.wait_for(|s| s.ready()))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Register a client for slow-client supervision.
+    pub fn register(
+        &self,
+        next_seq: u64,
+        max_lag: u64,
+        kill: tokio_util::sync::CancellationToken,
+    ) -> ClientGuard {
+        self.clients.register(next_seq, max_lag, kill)
+    }
+
+    /// Cut off clients too far behind, every `every`, until `cancel` fires.
+    pub async fn run_reaper(
+        self: Arc<Self>,
+        every: Duration,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {
+                    let head = self.ring.read().head_seq();
+                    let n = self.clients.reap(head);
+                    if n > 0 {
+                        tracing::info!(route = %self.metrics.route(), clients = n, "slow clients disconnected");
+                    }
+                }
+            }
+        }
     }
 
     /// Route metrics.

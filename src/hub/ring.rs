@@ -72,7 +72,9 @@ impl Ring {
         while self.events.len() > self.max_events
             || (self.bytes > self.max_bytes && self.events.len() > 1)
         {
-            let Some(old) = self.events.pop_front() else { break };
+            let Some(old) = self.events.pop_front() else {
+                break;
+            };
             self.bytes -= old.frame.bytes.len();
             self.base.advance(&old.origin);
             self.first_seq += 1;
@@ -161,7 +163,11 @@ mod tests {
         let id = Position::Kafka(head).encode();
         Arc::new(Event {
             frame: crate::http::sse::frame(&id, None, Some(&"x".repeat(size))),
-            origin: Origin::Kafka { topic: 0, partition, offset },
+            origin: Origin::Kafka {
+                topic: 0,
+                partition,
+                offset,
+            },
             timestamp_ms: None,
         })
     }
@@ -178,8 +184,14 @@ mod tests {
         r.push(ev(0, 1, 1));
         assert_eq!(r.first_seq(), 1);
         assert_eq!(r.head_seq(), 3);
-        assert_eq!(r.base(), &Position::Kafka(KafkaPosition::from_topics(vec![("t".into(), vec![1, 0])])));
-        assert_eq!(r.head(), &Position::Kafka(KafkaPosition::from_topics(vec![("t".into(), vec![2, 1])])));
+        assert_eq!(
+            r.base(),
+            &Position::Kafka(KafkaPosition::from_topics(vec![("t".into(), vec![1, 0])]))
+        );
+        assert_eq!(
+            r.head(),
+            &Position::Kafka(KafkaPosition::from_topics(vec![("t".into(), vec![2, 1])]))
+        );
         let mut out = Vec::new();
         assert_eq!(r.read(0, 10, &mut out), Read::Lagged { first: 1 });
         assert_eq!(r.read(1, 10, &mut out), Read::Events { next: 3, head: 3 });

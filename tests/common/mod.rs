@@ -26,18 +26,27 @@ pub fn broker() -> String {
 
 /// A topic name unique to this test run.
 pub fn unique(prefix: &str) -> String {
-    let n: u64 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let n: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     format!("{prefix}-{}-{}", std::process::id(), n % 1_000_000_000)
 }
 
 fn admin() -> AdminClient<DefaultClientContext> {
-    ClientConfig::new().set("bootstrap.servers", broker()).create().expect("admin client")
+    ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .create()
+        .expect("admin client")
 }
 
 /// Create `topic` with `partitions` partitions.
 pub async fn create_topic(topic: &str, partitions: i32) {
     let res = admin()
-        .create_topics(&[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new())
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
         .await
         .expect("create_topics");
     for r in res {
@@ -47,7 +56,10 @@ pub async fn create_topic(topic: &str, partitions: i32) {
 
 /// Delete `topic`.
 pub async fn delete_topic(topic: &str) {
-    let res = admin().delete_topics(&[topic], &AdminOptions::new()).await.expect("delete_topics");
+    let res = admin()
+        .delete_topics(&[topic], &AdminOptions::new())
+        .await
+        .expect("delete_topics");
     for r in res {
         r.unwrap_or_else(|e| panic!("delete topic {topic}: {e:?}"));
     }
@@ -88,20 +100,41 @@ pub async fn produce(p: &FutureProducer, topic: &str, r: Rec<'_>) -> i64 {
     if !r.headers.is_empty() {
         let mut h = OwnedHeaders::new();
         for (k, v) in &r.headers {
-            h = h.insert(Header { key: k, value: Some(*v) });
+            h = h.insert(Header {
+                key: k,
+                value: Some(*v),
+            });
         }
         rec = rec.headers(h);
     }
-    let delivery = p.send(rec, Duration::from_secs(10)).await.unwrap_or_else(|(e, _)| panic!("produce: {e}"));
+    let delivery = p
+        .send(rec, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|(e, _)| panic!("produce: {e}"));
     delivery.offset
 }
 
 /// Produce `n` text records `"{prefix}-{i}"` round-robin over `partitions` partitions.
-pub async fn produce_n(p: &FutureProducer, topic: &str, partitions: i32, prefix: &str, n: usize) -> Vec<String> {
+pub async fn produce_n(
+    p: &FutureProducer,
+    topic: &str,
+    partitions: i32,
+    prefix: &str,
+    n: usize,
+) -> Vec<String> {
     let mut out = Vec::new();
     for i in 0..n {
         let v = format!("{prefix}-{i}");
-        produce(p, topic, Rec { partition: i as i32 % partitions, value: Some(v.as_bytes()), ..Rec::default() }).await;
+        produce(
+            p,
+            topic,
+            Rec {
+                partition: i as i32 % partitions,
+                value: Some(v.as_bytes()),
+                ..Rec::default()
+            },
+        )
+        .await;
         out.push(v);
     }
     out
@@ -138,14 +171,19 @@ pub fn settings(toml: &str) -> Settings {
 /// Log to the test output when `RUST_LOG` is set.
 pub fn init_logs() {
     if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
     }
 }
 
 /// Start a bridge in this process and wait until `/readyz` says ready.
 pub async fn bridge(toml: &str) -> sse_bridge::Running {
     init_logs();
-    let r = sse_bridge::start(settings(toml)).await.expect("bridge starts");
+    let r = sse_bridge::start(settings(toml))
+        .await
+        .expect("bridge starts");
     wait_ready(&format!("http://{}/readyz", r.admin_addr)).await;
     r
 }
@@ -159,16 +197,28 @@ pub async fn wait_ready(url: &str) {
                 return;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "{url} not ready within 30 s");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} not ready within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// The value of a metric line (exact name with labels) in `/metrics`.
 pub async fn metric(admin: std::net::SocketAddr, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap();
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).map(|v| v.trim().parse().unwrap()))
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.strip_prefix(' '))
+                .map(|v| v.trim().parse().unwrap())
+        })
         .unwrap_or(0.0)
 }
 
@@ -195,7 +245,15 @@ impl SseClient {
         let resp = req.send().await.expect("connect");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        SseClient { status, headers, stream: Some(Box::pin(resp.bytes_stream())), parser: Parser::default(), pending: VecDeque::new(), returned_id: None, ended: false }
+        SseClient {
+            status,
+            headers,
+            stream: Some(Box::pin(resp.bytes_stream())),
+            parser: Parser::default(),
+            pending: VecDeque::new(),
+            returned_id: None,
+            ended: false,
+        }
     }
 
     /// The last event id as of the events returned so far (what a browser that had
@@ -209,7 +267,9 @@ impl SseClient {
 
     /// Read more bytes; false at end of stream or timeout.
     async fn fill(&mut self, deadline: tokio::time::Instant) -> bool {
-        let Some(s) = self.stream.as_mut() else { return false };
+        let Some(s) = self.stream.as_mut() else {
+            return false;
+        };
         match tokio::time::timeout_at(deadline, s.next()).await {
             Ok(Some(Ok(b))) => {
                 let mut out = Vec::new();
@@ -250,7 +310,15 @@ impl SseClient {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.next(left).await {
                 Some(e) => out.push(e),
-                None => panic!("got {} of {n} events: {:?}", out.len(), out.iter().map(|e| &e.data).collect::<Vec<_>>()),
+                None => panic!(
+                    "got {} of {n} events (stream ended: {}): {:?}",
+                    out.len(),
+                    self.ended,
+                    out.iter()
+                        .take(50)
+                        .map(|e| e.data.chars().take(40).collect::<String>())
+                        .collect::<Vec<_>>()
+                ),
             }
         }
         out

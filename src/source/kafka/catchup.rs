@@ -32,7 +32,10 @@ struct State {
 
 /// Stream the records of `ranges` (`(topic index, partition, from, to)`), in offset order
 /// per partition.
-pub(super) fn stream(src: Arc<KafkaSource>, mut ranges: Vec<(u16, i32, i64, i64)>) -> CatchupStream {
+pub(super) fn stream(
+    src: Arc<KafkaSource>,
+    mut ranges: Vec<(u16, i32, i64, i64)>,
+) -> CatchupStream {
     ranges.sort_unstable();
     let mut pending: Vec<Vec<(u16, i32, i64, i64)>> = Vec::new();
     for r in ranges {
@@ -42,7 +45,13 @@ pub(super) fn stream(src: Arc<KafkaSource>, mut ranges: Vec<(u16, i32, i64, i64)
         }
     }
     pending.reverse();
-    let st = State { src, consumer: None, topic: 0, open: HashMap::new(), pending };
+    let st = State {
+        src,
+        consumer: None,
+        topic: 0,
+        open: HashMap::new(),
+        pending,
+    };
     Box::pin(futures::stream::unfold(st, |mut st| async move {
         match next(&mut st).await {
             Ok(Some(ev)) => Some((Ok(ev), st)),
@@ -56,7 +65,10 @@ pub(super) fn stream(src: Arc<KafkaSource>, mut ranges: Vec<(u16, i32, i64, i64)
     }))
 }
 
-fn open_consumer(src: &KafkaSource, group: &[(u16, i32, i64, i64)]) -> Result<StreamConsumer, KafkaError> {
+fn open_consumer(
+    src: &KafkaSource,
+    group: &[(u16, i32, i64, i64)],
+) -> Result<StreamConsumer, KafkaError> {
     let c: StreamConsumer = src
         .cfg
         .client_config(&format!("sse-bridge-{}-catchup", src.route))
@@ -75,12 +87,16 @@ async fn next(st: &mut State) -> Result<Option<Arc<Event>>, SourceError> {
     loop {
         if st.open.is_empty() {
             st.consumer = None;
-            let Some(group) = st.pending.pop() else { return Ok(None) };
+            let Some(group) = st.pending.pop() else {
+                return Ok(None);
+            };
             st.consumer = Some(open_consumer(&st.src, &group)?);
             st.topic = group[0].0;
             st.open = group.iter().map(|&(_, p, _, to)| (p, to)).collect();
         }
-        let Some(c) = st.consumer.as_ref() else { continue };
+        let Some(c) = st.consumer.as_ref() else {
+            continue;
+        };
         let msg = match tokio::time::timeout(STALL, c.recv()).await {
             Err(_) => return Err(SourceError::Unavailable("catch-up read stalled".into())),
             Ok(Err(KafkaError::PartitionEOF(p))) => {
@@ -94,7 +110,9 @@ async fn next(st: &mut State) -> Result<Option<Arc<Event>>, SourceError> {
             continue;
         }
         let p = msg.partition();
-        let Some(&end) = st.open.get(&p) else { continue };
+        let Some(&end) = st.open.get(&p) else {
+            continue;
+        };
         if msg.offset() >= end {
             st.open.remove(&p);
             continue;
@@ -105,7 +123,11 @@ async fn next(st: &mut State) -> Result<Option<Arc<Event>>, SourceError> {
         let frame = st.src.encoder.encode(&msg, "");
         return Ok(Some(Arc::new(Event {
             frame,
-            origin: Origin::Kafka { topic: st.topic, partition: p, offset: msg.offset() },
+            origin: Origin::Kafka {
+                topic: st.topic,
+                partition: p,
+                offset: msg.offset(),
+            },
             timestamp_ms: msg.timestamp().to_millis(),
         })));
     }

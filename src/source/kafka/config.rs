@@ -63,8 +63,7 @@ fn is_topic_name(t: &str) -> bool {
         && t.len() <= 249
         && t != "."
         && t != ".."
-        && t
-            .chars()
+        && t.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
@@ -94,7 +93,10 @@ impl KafkaSourceConfig {
                     "must be a Kafka topic name (1-249 of letters, digits, `.`, `_`, `-`)",
                 );
             } else if !seen.insert(t) {
-                p.push(format!("{at}.topics[{i}]"), format!("duplicate topic `{t}`"));
+                p.push(
+                    format!("{at}.topics[{i}]"),
+                    format!("duplicate topic `{t}`"),
+                );
             }
         }
         for key in self.properties.0.keys() {

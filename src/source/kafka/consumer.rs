@@ -102,7 +102,11 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
             };
             start.set(ti, p, from);
             tpl.add_partition_offset(&topic, p, Offset::Offset(from))?;
-            parts.push(Partition { topic: ti as u16, partition: p, warm_until: high });
+            parts.push(Partition {
+                topic: ti as u16,
+                partition: p,
+                warm_until: high,
+            });
         }
     }
     consumer.assign(&tpl)?;
@@ -160,7 +164,9 @@ impl KafkaSource {
 /// Encode `msg` under the route position after it and publish it (preceded by an
 /// `event: reset` when the partition's log went backwards).
 fn publish(src: &KafkaSource, msg: &BorrowedMessage<'_>) {
-    let Some(ti) = src.topic_index(msg.topic()) else { return };
+    let Some(ti) = src.topic_index(msg.topic()) else {
+        return;
+    };
     src.metrics.source_records.inc();
     let (_, Position::Kafka(mut pos)) = src.hub.head();
     let p = msg.partition();
@@ -170,13 +176,26 @@ fn publish(src: &KafkaSource, msg: &BorrowedMessage<'_>) {
     if expected != UNKNOWN && offset < expected {
         warn!(route = %src.route, topic = msg.topic(), partition = p, expected, offset, "partition log went backwards (topic recreated?)");
         pos.set(usize::from(ti), p, offset);
-        events.push(reset_event(src, &pos, ti, p, "log_went_backwards", expected, None, offset));
+        events.push(reset_event(
+            src,
+            &pos,
+            ti,
+            p,
+            "log_went_backwards",
+            expected,
+            None,
+            offset,
+        ));
     }
     pos.set(usize::from(ti), p, offset + 1);
     let id = Position::Kafka(pos).encode();
     events.push(Event {
         frame: src.encoder.encode(msg, &id),
-        origin: Origin::Kafka { topic: ti, partition: p, offset },
+        origin: Origin::Kafka {
+            topic: ti,
+            partition: p,
+            offset,
+        },
         timestamp_ms: msg.timestamp().to_millis(),
     });
     src.hub.publish(events);
@@ -185,7 +204,16 @@ fn publish(src: &KafkaSource, msg: &BorrowedMessage<'_>) {
 /// An `event: reset` for a partition of the route that restarts at `next`; `pos` is the
 /// route position after the reset.
 #[allow(clippy::too_many_arguments)]
-fn reset_event(src: &KafkaSource, pos: &KafkaPosition, ti: u16, p: i32, reason: &str, requested: i64, latest: Option<i64>, next: i64) -> Event {
+fn reset_event(
+    src: &KafkaSource,
+    pos: &KafkaPosition,
+    ti: u16,
+    p: i32,
+    reason: &str,
+    requested: i64,
+    latest: Option<i64>,
+    next: i64,
+) -> Event {
     let data = json!({
         "reason": reason,
         "route": src.route,
@@ -197,7 +225,11 @@ fn reset_event(src: &KafkaSource, pos: &KafkaPosition, ti: u16, p: i32, reason: 
     let id = Position::Kafka(pos.clone()).encode();
     Event {
         frame: sse::frame(&id, Some("reset"), Some(&data.to_string())),
-        origin: Origin::KafkaReset { topic: ti, partition: p, next },
+        origin: Origin::KafkaReset {
+            topic: ti,
+            partition: p,
+            next,
+        },
         timestamp_ms: None,
     }
 }
@@ -233,7 +265,11 @@ async fn refresh_metadata(
             let t = topic.clone();
             let (low, _) = blocking(consumer, move |c| watermarks(c, &t, p)).await?;
             added.add_partition_offset(topic, p, Offset::Offset(low))?;
-            parts.push(Partition { topic: ti as u16, partition: p, warm_until: 0 });
+            parts.push(Partition {
+                topic: ti as u16,
+                partition: p,
+                warm_until: 0,
+            });
             src.hub.set_head(|h| {
                 let Position::Kafka(h) = h;
                 h.set(ti, p, low);
@@ -247,21 +283,43 @@ async fn refresh_metadata(
     for p in parts.iter() {
         let topic = src.cfg.topics[usize::from(p.topic)].clone();
         let (t, part) = (topic.clone(), p.partition);
-        let Ok((low, high)) = blocking(consumer, move |c| watermarks(c, &t, part)).await else { continue };
+        let Ok((low, high)) = blocking(consumer, move |c| watermarks(c, &t, part)).await else {
+            continue;
+        };
         let (_, Position::Kafka(mut head)) = src.hub.head();
         let at = head.get(usize::from(p.topic), p.partition);
         if at != UNKNOWN && (at > high || at < low) {
             // The log moved under us: recreated (position beyond its end) or retention
             // passed the position. Say so to every client, then continue from the start.
-            let reason = if at > high { "log_recreated" } else { "log_truncated" };
+            let reason = if at > high {
+                "log_recreated"
+            } else {
+                "log_truncated"
+            };
             warn!(route = %src.route, topic = %topic, partition = part, position = at, low, high, reason, "partition position lost; resetting");
             head.set(usize::from(p.topic), part, low);
-            src.hub.publish([reset_event(src, &head, p.topic, part, reason, at, Some(high), low)]);
+            src.hub.publish([reset_event(
+                src,
+                &head,
+                p.topic,
+                part,
+                reason,
+                at,
+                Some(high),
+                low,
+            )]);
             let t = topic.clone();
-            blocking(consumer, move |c| c.seek(&t, part, Offset::Offset(low), super::QUERY_TIMEOUT)).await?;
+            blocking(consumer, move |c| {
+                c.seek(&t, part, Offset::Offset(low), super::QUERY_TIMEOUT)
+            })
+            .await?;
         }
         let at = if at > high || at < low { low } else { at };
-        let lag = if at == UNKNOWN { high } else { (high - at).max(0) };
+        let lag = if at == UNKNOWN {
+            high
+        } else {
+            (high - at).max(0)
+        };
         src.metrics.set_lag(&topic, p.partition, lag);
     }
     Ok(())

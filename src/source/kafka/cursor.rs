@@ -67,8 +67,15 @@ mod tests {
 
     #[test]
     fn skips_delivered_offsets_and_advances() {
-        let mut c = KafkaCursor::new(KafkaPosition::from_topics(vec![("t".into(), vec![5, 0])]), true);
-        let rec = |p, o| Origin::Kafka { topic: 0, partition: p, offset: o };
+        let mut c = KafkaCursor::new(
+            KafkaPosition::from_topics(vec![("t".into(), vec![5, 0])]),
+            true,
+        );
+        let rec = |p, o| Origin::Kafka {
+            topic: 0,
+            partition: p,
+            offset: o,
+        };
         assert_eq!(c.accept(&rec(0, 4)), Verdict::Skip);
         assert_eq!(c.accept(&rec(0, 5)), Verdict::Shared);
         assert_eq!(c.position.get(0, 0), 6);
@@ -77,9 +84,17 @@ mod tests {
         assert_eq!(c.accept(&rec(1, 0)), Verdict::Skip);
         // A partition unknown to the id is delivered from whatever comes.
         assert!(matches!(c.accept(&rec(2, 9)), Verdict::Custom(_)));
-        let reset = Origin::KafkaReset { topic: 0, partition: 0, next: 0 };
+        let reset = Origin::KafkaReset {
+            topic: 0,
+            partition: 0,
+            next: 0,
+        };
         assert!(matches!(c.accept(&reset), Verdict::Custom(_)));
         assert_eq!(c.position.get(0, 0), 0);
-        assert_eq!(c.accept(&reset), Verdict::Skip, "a reset to where the client already is");
+        assert_eq!(
+            c.accept(&reset),
+            Verdict::Skip,
+            "a reset to where the client already is"
+        );
     }
 }

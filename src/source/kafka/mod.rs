@@ -112,7 +112,10 @@ fn watermarks<C: Consumer>(c: &C, topic: &str, partition: i32) -> Result<(i64, i
 }
 
 /// Partition count of each topic (`None` where the topic does not exist).
-fn partition_counts<C: Consumer>(c: &C, topics: &[String]) -> Result<Vec<Option<usize>>, KafkaError> {
+fn partition_counts<C: Consumer>(
+    c: &C,
+    topics: &[String],
+) -> Result<Vec<Option<usize>>, KafkaError> {
     let mut out = Vec::with_capacity(topics.len());
     for t in topics {
         let md = c.fetch_metadata(Some(t), QUERY_TIMEOUT)?;

@@ -8,7 +8,10 @@ use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
-use super::{catchup, partition_counts, watermarks, KafkaCursor, KafkaPosition, KafkaSource, QUERY_TIMEOUT, UNKNOWN};
+use super::{
+    catchup, partition_counts, watermarks, KafkaCursor, KafkaPosition, KafkaSource, QUERY_TIMEOUT,
+    UNKNOWN,
+};
 use crate::config::StartPosition;
 use crate::event_id::EventId;
 use crate::http::sse;
@@ -48,12 +51,18 @@ impl KafkaSource {
                     StartPosition::Last(n) => Some(n as i64),
                     _ => None,
                 };
-                let pos = self.query(move |src, c| src.from_watermarks(c, n)).await?;
-                Ok(Plan { outcome: None, ..self.attach(Cursor::Kafka(KafkaCursor::new(pos, false))) })
+                let pos = self.query(move |src, c| src.position_at_watermarks(c, n)).await?;
+                Ok(Plan {
+                    outcome: None,
+                    ..self.attach(Cursor::Kafka(KafkaCursor::new(pos, false)))
+                })
             }
             ClientStart::Since(ms) => {
-                let pos = self.query(move |src, c| src.from_time(c, ms)).await?;
-                Ok(Plan { outcome: None, ..self.attach(Cursor::Kafka(KafkaCursor::new(pos, false))) })
+                let pos = self.query(move |src, c| src.position_at_time(c, ms)).await?;
+                Ok(Plan {
+                    outcome: None,
+                    ..self.attach(Cursor::Kafka(KafkaCursor::new(pos, false)))
+                })
             }
             ClientStart::Id(EventId::Kafka(asked)) => {
                 let asked = asked.align(&self.cfg.topics);
@@ -76,10 +85,17 @@ impl KafkaSource {
     /// first (only those), then the ring from its oldest event.
     pub(crate) fn attach(self: &Arc<Self>, mut cursor: Cursor) -> Plan {
         let (first_seq, base, head_seq, head) = self.hub.window();
-        let (Cursor::Kafka(c), Position::Kafka(base), Position::Kafka(head)) = (&mut cursor, &base, &head);
+        let (Cursor::Kafka(c), Position::Kafka(base), Position::Kafka(head)) =
+            (&mut cursor, &base, &head);
         if c.position == *head {
             c.synced = true;
-            return Plan { cursor, next_seq: head_seq, catchup: None, preamble: Vec::new(), outcome: Some(ResumeOutcome::Buffer) };
+            return Plan {
+                cursor,
+                next_seq: head_seq,
+                catchup: None,
+                preamble: Vec::new(),
+                outcome: Some(ResumeOutcome::Buffer),
+            };
         }
         let mut ranges = Vec::new();
         for (ti, (_, offsets)) in base.topics().iter().enumerate() {
@@ -94,16 +110,30 @@ impl KafkaSource {
         let (catchup, outcome) = if ranges.is_empty() {
             (None, ResumeOutcome::Buffer)
         } else {
-            (Some(catchup::stream(self.clone(), ranges)), ResumeOutcome::Source)
+            (
+                Some(catchup::stream(self.clone(), ranges)),
+                ResumeOutcome::Source,
+            )
         };
-        Plan { cursor, next_seq: first_seq, catchup, preamble: Vec::new(), outcome: Some(outcome) }
+        Plan {
+            cursor,
+            next_seq: first_seq,
+            catchup,
+            preamble: Vec::new(),
+            outcome: Some(outcome),
+        }
     }
 
     /// True when the ring covers `asked` on every partition (no query needed).
     fn in_window(&self, asked: &KafkaPosition) -> bool {
         let (_, base, _, head) = self.hub.window();
         let (Position::Kafka(base), Position::Kafka(head)) = (&base, &head);
-        if asked.topics().iter().enumerate().any(|(ti, (_, o))| o.len() > head.partitions(ti)) {
+        if asked
+            .topics()
+            .iter()
+            .enumerate()
+            .any(|(ti, (_, o))| o.len() > head.partitions(ti))
+        {
             return false;
         }
         head.topics().iter().enumerate().all(|(ti, (_, offsets))| {
@@ -117,7 +147,9 @@ impl KafkaSource {
 
     async fn query<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&KafkaSource, &rdkafka::consumer::BaseConsumer) -> Result<T, SourceError> + Send + 'static,
+        f: impl FnOnce(&KafkaSource, &rdkafka::consumer::BaseConsumer) -> Result<T, SourceError>
+            + Send
+            + 'static,
     ) -> Result<T, SourceError> {
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
@@ -129,7 +161,11 @@ impl KafkaSource {
     }
 
     /// Low watermarks (or `high - n`, bounded by low) of every partition.
-    fn from_watermarks<C: Consumer>(&self, c: &C, last: Option<i64>) -> Result<KafkaPosition, SourceError> {
+    fn position_at_watermarks<C: Consumer>(
+        &self,
+        c: &C,
+        last: Option<i64>,
+    ) -> Result<KafkaPosition, SourceError> {
         let counts = partition_counts(c, &self.cfg.topics)?;
         let mut pos = KafkaPosition::for_topics(&self.cfg.topics);
         for (ti, (t, n)) in self.cfg.topics.iter().zip(counts).enumerate() {
@@ -142,7 +178,7 @@ impl KafkaSource {
     }
 
     /// First offset at or after `ms` of every partition (`offsets_for_times`).
-    fn from_time<C: Consumer>(&self, c: &C, ms: i64) -> Result<KafkaPosition, SourceError> {
+    fn position_at_time<C: Consumer>(&self, c: &C, ms: i64) -> Result<KafkaPosition, SourceError> {
         let counts = partition_counts(c, &self.cfg.topics)?;
         let mut tpl = TopicPartitionList::new();
         for (t, n) in self.cfg.topics.iter().zip(&counts) {
@@ -153,7 +189,9 @@ impl KafkaSource {
         let found = c.offsets_for_times(tpl, QUERY_TIMEOUT)?;
         let mut pos = KafkaPosition::for_topics(&self.cfg.topics);
         for e in found.elements() {
-            let Some(ti) = self.topic_index(e.topic()) else { continue };
+            let Some(ti) = self.topic_index(e.topic()) else {
+                continue;
+            };
             let next = match e.offset() {
                 Offset::Offset(o) => o,
                 _ => watermarks(c, e.topic(), e.partition())?.1,
@@ -166,7 +204,11 @@ impl KafkaSource {
     /// Check an id against the log: partitions gone, or offsets outside the retained
     /// range, are reset to the earliest retained offset; partitions the id predates start
     /// at their earliest offset.
-    fn validate<C: Consumer>(&self, c: &C, asked: KafkaPosition) -> Result<(KafkaPosition, Vec<Unservable>), SourceError> {
+    fn validate<C: Consumer>(
+        &self,
+        c: &C,
+        asked: KafkaPosition,
+    ) -> Result<(KafkaPosition, Vec<Unservable>), SourceError> {
         let counts = partition_counts(c, &self.cfg.topics)?;
         let mut pos = KafkaPosition::for_topics(&self.cfg.topics);
         let mut bad = Vec::new();
@@ -174,7 +216,15 @@ impl KafkaSource {
             let n = n.unwrap_or(0);
             for (p, &a) in offsets.iter().enumerate().skip(n) {
                 if a != UNKNOWN {
-                    bad.push(Unservable { topic: t.clone(), partition: p as i32, requested: a, earliest: None, latest: None, resumed_from: None, reason: "partition_missing" });
+                    bad.push(Unservable {
+                        topic: t.clone(),
+                        partition: p as i32,
+                        requested: a,
+                        earliest: None,
+                        latest: None,
+                        resumed_from: None,
+                        reason: "partition_missing",
+                    });
                 }
             }
             for p in 0..n as i32 {
@@ -183,8 +233,20 @@ impl KafkaSource {
                 let next = if a == UNKNOWN {
                     low
                 } else if a < low || a > high {
-                    let reason = if a < low { "offset_below_log_start" } else { "offset_beyond_log_end" };
-                    bad.push(Unservable { topic: t.clone(), partition: p, requested: a, earliest: Some(low), latest: Some(high), resumed_from: Some(low), reason });
+                    let reason = if a < low {
+                        "offset_below_log_start"
+                    } else {
+                        "offset_beyond_log_end"
+                    };
+                    bad.push(Unservable {
+                        topic: t.clone(),
+                        partition: p,
+                        requested: a,
+                        earliest: Some(low),
+                        latest: Some(high),
+                        resumed_from: Some(low),
+                        reason,
+                    });
                     low
                 } else {
                     a

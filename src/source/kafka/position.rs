@@ -156,7 +156,10 @@ mod tests {
     fn align_reorders_and_drops() {
         let p = KafkaPosition::from_topics(vec![("x".into(), vec![1]), ("a".into(), vec![2, 3])]);
         let a = p.align(&["a".into(), "new".into()]);
-        assert_eq!(a.topics(), &[("a".into(), vec![2, 3]), ("new".into(), vec![])]);
+        assert_eq!(
+            a.topics(),
+            &[("a".into(), vec![2, 3]), ("new".into(), vec![])]
+        );
     }
 
     #[test]

@@ -62,15 +62,33 @@ impl RecordEncoder {
         let tombstone = msg.payload().is_none();
         match self.payload {
             PayloadMode::Envelope => {
-                let event = if tombstone { "delete" } else { self.event_name(msg) };
+                let event = if tombstone {
+                    "delete"
+                } else {
+                    self.event_name(msg)
+                };
                 let data = self.envelope(msg).to_string();
                 sse::frame(id, Some(event), Some(&data))
             }
             PayloadMode::Value => {
                 let bytes = if tombstone { msg.key() } else { msg.payload() };
                 let (event, data) = match bytes.map(std::str::from_utf8) {
-                    None => (if tombstone { "delete" } else { self.event_name(msg) }, String::new()),
-                    Some(Ok(s)) => (if tombstone { "delete" } else { self.event_name(msg) }, s.to_owned()),
+                    None => (
+                        if tombstone {
+                            "delete"
+                        } else {
+                            self.event_name(msg)
+                        },
+                        String::new(),
+                    ),
+                    Some(Ok(s)) => (
+                        if tombstone {
+                            "delete"
+                        } else {
+                            self.event_name(msg)
+                        },
+                        s.to_owned(),
+                    ),
                     Some(Err(_)) => (
                         if tombstone { "delete" } else { "binary" },
                         STANDARD.encode(bytes.unwrap_or_default()),
@@ -112,7 +130,11 @@ mod tests {
     use super::*;
     use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
 
-    fn msg(key: Option<&[u8]>, value: Option<&[u8]>, headers: Option<OwnedHeaders>) -> OwnedMessage {
+    fn msg(
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+    ) -> OwnedMessage {
         OwnedMessage::new(
             value.map(<[u8]>::to_vec),
             key.map(<[u8]>::to_vec),
@@ -132,24 +154,52 @@ mod tests {
     fn value_mode_header_name_tombstone_binary() {
         let enc = RecordEncoder::new(
             PayloadMode::Value,
-            EventNameConfig { header: Some("type".into()), default: "message".into() },
+            EventNameConfig {
+                header: Some("type".into()),
+                default: "message".into(),
+            },
         );
-        let h = OwnedHeaders::new().insert(Header { key: "type", value: Some("order") });
-        assert_eq!(body(&enc.encode(&msg(None, Some(b"a\nb"), Some(h)), "1")), "event: order\ndata: a\ndata: b\n\n");
-        assert_eq!(body(&enc.encode(&msg(None, Some(b"x"), None), "1")), "data: x\n\n");
-        assert_eq!(body(&enc.encode(&msg(Some(b"k1"), None, None), "1")), "event: delete\ndata: k1\n\n");
-        assert_eq!(body(&enc.encode(&msg(None, Some(&[0xff, 0x00]), None), "1")), "event: binary\ndata: /wA=\n\n");
-        let bad = OwnedHeaders::new().insert(Header { key: "type", value: Some("a\nb") });
-        assert_eq!(body(&enc.encode(&msg(None, Some(b"x"), Some(bad)), "1")), "data: x\n\n");
+        let h = OwnedHeaders::new().insert(Header {
+            key: "type",
+            value: Some("order"),
+        });
+        assert_eq!(
+            body(&enc.encode(&msg(None, Some(b"a\nb"), Some(h)), "1")),
+            "event: order\ndata: a\ndata: b\n\n"
+        );
+        assert_eq!(
+            body(&enc.encode(&msg(None, Some(b"x"), None), "1")),
+            "data: x\n\n"
+        );
+        assert_eq!(
+            body(&enc.encode(&msg(Some(b"k1"), None, None), "1")),
+            "event: delete\ndata: k1\n\n"
+        );
+        assert_eq!(
+            body(&enc.encode(&msg(None, Some(&[0xff, 0x00]), None), "1")),
+            "event: binary\ndata: /wA=\n\n"
+        );
+        let bad = OwnedHeaders::new().insert(Header {
+            key: "type",
+            value: Some("a\nb"),
+        });
+        assert_eq!(
+            body(&enc.encode(&msg(None, Some(b"x"), Some(bad)), "1")),
+            "data: x\n\n"
+        );
     }
 
     #[test]
     fn envelope_mode() {
         let enc = RecordEncoder::new(PayloadMode::Envelope, EventNameConfig::default());
-        let h = OwnedHeaders::new().insert(Header { key: "h", value: Some(&[0xfe][..]) });
+        let h = OwnedHeaders::new().insert(Header {
+            key: "h",
+            value: Some(&[0xfe][..]),
+        });
         let f = enc.encode(&msg(Some(b"k"), Some(&[0xff]), Some(h)), "1");
         let data = body(&f);
-        let json: Value = serde_json::from_str(data.trim_start_matches("data: ").trim_end()).unwrap();
+        let json: Value =
+            serde_json::from_str(data.trim_start_matches("data: ").trim_end()).unwrap();
         assert_eq!(json["topic"], "t");
         assert_eq!(json["partition"], 2);
         assert_eq!(json["offset"], 41);

@@ -1,0 +1,83 @@
+//! The command line: `--check-config` lists every problem with its path and exits
+//! non-zero before binding anything; a valid file exits 0.
+
+use std::process::Command;
+
+fn check(toml: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.toml");
+    std::fs::write(&f, toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sse-bridge"))
+        .arg("--check-config")
+        .arg(&f)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn check_config_lists_every_problem() {
+    let (code, text) = check(
+        r#"
+[server]
+heartbeat_interval = "10ms"
+[[routes]]
+name = "ok"
+source = { type = "kafka", brokers = ["localhost:9092"], topics = ["a"] }
+[[routes]]
+name = "ok"
+source = { type = "kafka", brokers = ["nope"], topics = [] }
+"#,
+    );
+    assert_eq!(code, 2, "{text}");
+    for want in [
+        "server.heartbeat_interval: must be at least 100ms",
+        "routes[1].name: duplicate route name `ok`",
+        "routes[1].source.brokers[0]: must be `host:port`",
+        "routes[1].source.topics: must not be empty",
+        "routes[1].path: duplicate path `/streams/ok`",
+    ] {
+        assert!(text.contains(want), "missing `{want}` in:\n{text}");
+    }
+}
+
+#[test]
+fn check_config_accepts_the_shipped_examples() {
+    for f in ["config/example.toml", "config/demo.toml"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sse-bridge"))
+            .arg("--check-config")
+            .arg(f)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{f}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn running_with_an_invalid_config_exits_before_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.toml");
+    std::fs::write(
+        &f,
+        "[[routes]]\nname = \"\"\nsource = { type = \"kafka\", brokers = [], topics = [] }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sse-bridge"))
+        .arg("--config")
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("routes[0].name") && text.contains("routes[0].source.topics"),
+        "{text}"
+    );
+}
