@@ -51,14 +51,18 @@ impl KafkaSource {
                     StartPosition::Last(n) => Some(n as i64),
                     _ => None,
                 };
-                let pos = self.query(move |src, c| src.position_at_watermarks(c, n)).await?;
+                let pos = self
+                    .query(move |src, c| src.position_at_watermarks(c, n))
+                    .await?;
                 Ok(Plan {
                     outcome: None,
                     ..self.attach(Cursor::Kafka(KafkaCursor::new(pos, false)))
                 })
             }
             ClientStart::Since(ms) => {
-                let pos = self.query(move |src, c| src.position_at_time(c, ms)).await?;
+                let pos = self
+                    .query(move |src, c| src.position_at_time(c, ms))
+                    .await?;
                 Ok(Plan {
                     outcome: None,
                     ..self.attach(Cursor::Kafka(KafkaCursor::new(pos, false)))
