@@ -15,8 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -108,9 +107,12 @@ pub async fn serve<F>(
                 kill: kill.clone(),
             },
         };
-        let conn = Builder::new(TokioExecutor::new())
-            .serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(svc))
-            .into_owned();
+        // HTTP/1.1 only: what EventSource speaks without TLS, and the smallest
+        // per-connection state.
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(svc));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             tokio::select! {

@@ -89,7 +89,7 @@ impl ClientStream {
             cancel,
             resyncs: 0,
             max_lag: settings.max_lag as u64,
-            buf: Vec::with_capacity(BATCH),
+            buf: Vec::new(),
             metrics,
             reason: None,
             guard,
@@ -240,6 +240,11 @@ impl ClientStream {
             self.hub.try_sync(&mut self.cursor);
         }
         self.metrics.events_sent.inc_by(sent);
+        // Idle clients hold no batch memory.
+        self.buf.clear();
+        if self.buf.capacity() > 16 {
+            self.buf = Vec::new();
+        }
         out.map(BytesMut::freeze).or(single)
     }
 }

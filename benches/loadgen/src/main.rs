@@ -1,0 +1,247 @@
+//! `sse-loadgen`: the benchmark driver of sse-bridge. Opens N SSE connections (spread
+//! over 127.0.0.x source addresses), produces sequenced, timestamped events to Kafka at a
+//! fixed rate, and reports deliveries per second, latency percentiles, lost and
+//! duplicated events per connection, and the server's memory and CPU (from /proc).
+
+mod conn;
+mod proc_stats;
+mod produce;
+mod report;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use conn::Totals;
+
+#[derive(Parser)]
+#[command(about = "Load generator and benchmark driver for sse-bridge")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a topic.
+    Topic {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 1)]
+        partitions: i32,
+    },
+    /// Hold N idle connections; report server memory per connection.
+    Idle(Common),
+    /// N connections on one route while events are produced at a fixed rate.
+    Fanout {
+        #[command(flatten)]
+        common: Common,
+        /// Kafka brokers.
+        #[arg(long)]
+        brokers: String,
+        /// Topic the route reads (one partition).
+        #[arg(long)]
+        topic: String,
+        /// Events per second produced.
+        #[arg(long)]
+        rate: u64,
+        /// Seconds of production.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Payload padding, bytes.
+        #[arg(long, default_value_t = 64)]
+        pad: usize,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Common {
+    /// Stream URL, e.g. http://127.0.0.1:8080/streams/bench (repeat to spread clients
+    /// over several servers).
+    #[arg(long, required = true)]
+    url: Vec<String>,
+    /// Connections to open.
+    #[arg(long)]
+    clients: usize,
+    /// PIDs of the server processes to sample.
+    #[arg(long)]
+    pid: Vec<u32>,
+    /// Loopback source addresses to spread connections over (127.0.0.1..).
+    #[arg(long, default_value_t = 1)]
+    sources: usize,
+    /// Write the figures here as JSON.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+    /// Label of this run in the output.
+    #[arg(long, default_value = "sse-bridge")]
+    label: String,
+    /// Seconds to hold idle connections (idle) or to wait for stragglers (fanout).
+    #[arg(long, default_value_t = 3.0)]
+    hold: f64,
+}
+
+fn parse_url(u: &str) -> anyhow::Result<(SocketAddr, String)> {
+    let rest = u
+        .strip_prefix("http://")
+        .ok_or_else(|| anyhow::anyhow!("url must be http://"))?;
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    Ok((
+        host.parse()?,
+        if path.is_empty() {
+            "/".into()
+        } else {
+            path.into()
+        },
+    ))
+}
+
+struct Fleet {
+    handles: Vec<tokio::task::JoinHandle<conn::ConnResult>>,
+    totals: Arc<Totals>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+async fn open(c: &Common, expect_from: Option<u64>) -> anyhow::Result<Fleet> {
+    let targets: Vec<(SocketAddr, String)> = c
+        .url
+        .iter()
+        .map(|u| parse_url(u))
+        .collect::<Result<_, _>>()?;
+    let totals = Arc::new(Totals::default());
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let sem = Arc::new(tokio::sync::Semaphore::new(256));
+    let mut handles = Vec::with_capacity(c.clients);
+    for i in 0..c.clients {
+        let (server, path) = targets[i % targets.len()].clone();
+        let local = conn::source_addr(i / targets.len(), c.sources);
+        let permit = sem.clone().acquire_owned().await?;
+        let totals = totals.clone();
+        let stop_rx = stop_rx.clone();
+        handles.push(tokio::spawn(conn::run(
+            server,
+            path,
+            local,
+            None,
+            totals,
+            stop_rx,
+            expect_from,
+            permit,
+        )));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while totals.live.load(Ordering::Relaxed) + totals.failed.load(Ordering::Relaxed)
+        < c.clients as u64
+    {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "connections not live within 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(Fleet {
+        handles,
+        totals,
+        stop,
+    })
+}
+
+async fn close(f: Fleet) -> Vec<conn::ConnResult> {
+    let _ = f.stop.send(true);
+    let mut out = Vec::with_capacity(f.handles.len());
+    for h in f.handles {
+        if let Ok(r) = h.await {
+            out.push(r);
+        }
+    }
+    out
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Topic {
+            brokers,
+            topic,
+            partitions,
+        } => produce::create_topic(&brokers, &topic, partitions).await,
+        Cmd::Idle(c) => {
+            let before = proc_stats::sample(&c.pid);
+            let t0 = tokio::time::Instant::now();
+            let fleet = open(&c, None).await?;
+            let connect_s = t0.elapsed().as_secs_f64();
+            let peak = proc_stats::peak_rss(&c.pid, Duration::from_secs_f64(c.hold)).await;
+            let failed = fleet.totals.failed.load(Ordering::Relaxed);
+            let results = close(fleet).await;
+            let r = report::idle(
+                &c.label, c.clients, failed, before, peak, connect_s, &results,
+            );
+            report::emit(&r, c.json.as_deref())
+        }
+        Cmd::Fanout {
+            common: c,
+            brokers,
+            topic,
+            rate,
+            duration,
+            pad,
+        } => {
+            let p = produce::producer(&brokers)?;
+            // Warm the path (metadata, connections) before measuring.
+            let seq0 = produce::produce(&p, &topic, 10, Duration::from_millis(200), 0, pad).await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let before = proc_stats::sample(&c.pid);
+            let fleet = open(&c, Some(seq0)).await?;
+            let connected = proc_stats::sample(&c.pid);
+            let t0 = tokio::time::Instant::now();
+            let produce_task = {
+                let topic = topic.clone();
+                tokio::spawn(async move {
+                    produce::produce(
+                        &p,
+                        &topic,
+                        rate,
+                        Duration::from_secs_f64(duration),
+                        seq0,
+                        pad,
+                    )
+                    .await
+                })
+            };
+            let peak = proc_stats::peak_rss(&c.pid, Duration::from_secs_f64(duration)).await;
+            let end_seq = produce_task.await??;
+            let produce_s = t0.elapsed().as_secs_f64();
+            // Wait until every connection has everything, or the hold time passes.
+            let want = (end_seq - seq0) * c.clients as u64;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(c.hold);
+            while fleet.totals.events.load(Ordering::Relaxed) < want
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let elapsed = t0.elapsed().as_secs_f64();
+            let after = proc_stats::sample(&c.pid);
+            let results = close(fleet).await;
+            let r = report::fanout(report::FanoutInput {
+                label: &c.label,
+                clients: c.clients,
+                rate,
+                produced: end_seq - seq0,
+                seq0,
+                produce_s,
+                elapsed_s: elapsed,
+                before,
+                connected,
+                after,
+                peak_rss: peak,
+                results: &results,
+            });
+            report::emit(&r, c.json.as_deref())
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The Kafka side of a benchmark: create the topic, produce timestamped, sequenced
+//! events at a fixed rate.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
+
+use crate::conn::now_us;
+
+/// Create `topic` (an existing one is fine).
+pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let res = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await?;
+    for r in res {
+        if let Err((t, e)) = r {
+            if e != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
+                anyhow::bail!("create topic {t}: {e}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A producer tuned for low latency.
+pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "1")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("message.timeout.ms", "30000")
+        .create()?)
+}
+
+/// Produce `rate` events/s for `dur` starting at sequence `seq0`, each `{"seq":N,"ts":µs,"pad":"..."}`;
+/// returns the next sequence number.
+pub async fn produce(
+    p: &FutureProducer,
+    topic: &str,
+    rate: u64,
+    dur: Duration,
+    seq0: u64,
+    pad: usize,
+) -> anyhow::Result<u64> {
+    let padding = "x".repeat(pad);
+    let start = tokio::time::Instant::now();
+    let mut seq = seq0;
+    let total = (rate as f64 * dur.as_secs_f64()) as u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    while seq - seq0 < total {
+        tick.tick().await;
+        let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+        while seq - seq0 < due {
+            let v = format!(
+                "{{\"seq\":{seq},\"ts\":{},\"pad\":\"{padding}\"}}",
+                now_us()
+            );
+            let rec: FutureRecord<'_, (), String> =
+                FutureRecord::to(topic).partition(0).payload(&v);
+            match p.send_result(rec) {
+                Ok(_delivery) => seq += 1,
+                Err((e, _)) => {
+                    p.poll(Duration::from_millis(1));
+                    tracing_free_log(&e);
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(10))?;
+    Ok(seq)
+}
+
+fn tracing_free_log(e: &rdkafka::error::KafkaError) {
+    eprintln!("produce: {e}");
+}
