@@ -4,6 +4,7 @@
 //! duplicated events per connection, and the server's memory and CPU (from /proc).
 
 mod conn;
+mod demo;
 mod proc_stats;
 mod produce;
 mod report;
@@ -34,6 +35,16 @@ enum Cmd {
         topic: String,
         #[arg(long, default_value_t = 1)]
         partitions: i32,
+    },
+    /// Produce sample order events forever (the demo's producer).
+    Demo {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long, default_value = "orders")]
+        topic: String,
+        /// Milliseconds between events.
+        #[arg(long, default_value_t = 500)]
+        every_ms: u64,
     },
     /// Hold N idle connections; report server memory per connection.
     Idle(Common),
@@ -170,6 +181,11 @@ async fn main() -> anyhow::Result<()> {
             topic,
             partitions,
         } => produce::create_topic(&brokers, &topic, partitions).await,
+        Cmd::Demo {
+            brokers,
+            topic,
+            every_ms,
+        } => demo::run(&brokers, &topic, Duration::from_millis(every_ms)).await,
         Cmd::Idle(c) => {
             let before = proc_stats::sample(&c.pid);
             let t0 = tokio::time::Instant::now();
