@@ -195,3 +195,82 @@ async fn http_errors_are_json() {
     );
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_added_later_are_picked_up() {
+    // nisshi 0.8.1 has no CreatePartitions, so the partition count grows by recreating
+    // the topic: partition 0's log restarts (an explicit reset) and partition 1 is new.
+    let topic = unique("grow");
+    create_topic(&topic, 1).await;
+    let b = bridge(&config("r", &topic, "")).await;
+    let url = format!("http://{}/streams/r", b.http_addr);
+    let mut c = SseClient::connect(&url, None).await;
+    let p = producer();
+    produce(
+        &p,
+        &topic,
+        Rec {
+            partition: 0,
+            value: Some(b"p0"),
+            ..Rec::default()
+        },
+    )
+    .await;
+    assert_eq!(c.take(1, T).await[0].data, "p0");
+    delete_topic(&topic).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    create_topic(&topic, 2).await;
+    let p = producer(); // fresh metadata: the new partition
+    produce(
+        &p,
+        &topic,
+        Rec {
+            partition: 1,
+            value: Some(b"new-p1"),
+            ..Rec::default()
+        },
+    )
+    .await;
+    produce(
+        &p,
+        &topic,
+        Rec {
+            partition: 0,
+            value: Some(b"new-p0a"),
+            ..Rec::default()
+        },
+    )
+    .await;
+    produce(
+        &p,
+        &topic,
+        Rec {
+            partition: 0,
+            value: Some(b"new-p0b"),
+            ..Rec::default()
+        },
+    )
+    .await;
+    let mut data = Vec::new();
+    let mut resets = 0;
+    let mut last = String::new();
+    while data.len() < 3 {
+        let ev = c.next(T).await.expect("events on both partitions");
+        if ev.event == "reset" {
+            resets += 1;
+        } else {
+            data.push(ev.data.clone());
+        }
+        last = ev.id;
+    }
+    data.sort();
+    assert_eq!(data, vec!["new-p0a", "new-p0b", "new-p1"]);
+    assert_eq!(resets, 1, "partition 0's restart is announced");
+    let EventId::Kafka(pos) = EventId::decode(&last).unwrap();
+    assert_eq!(
+        pos.topics()[0].1,
+        vec![2, 1],
+        "the id covers the new partition"
+    );
+    b.shutdown().await;
+}

@@ -26,8 +26,14 @@ pub async fn run(brokers: &str, topic: &str, every: Duration) -> anyhow::Result<
             chrono_like_now()
         );
         let key = format!("order-{order}");
-        let headers = OwnedHeaders::new().insert(Header { key: "type", value: Some(kind) });
-        let rec = FutureRecord::to(topic).key(&key).payload(&value).headers(headers);
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "type",
+            value: Some(kind),
+        });
+        let rec = FutureRecord::to(topic)
+            .key(&key)
+            .payload(&value)
+            .headers(headers);
         if let Err((e, _)) = p.send(rec, Duration::from_secs(5)).await {
             eprintln!("demo producer: {e}");
         }

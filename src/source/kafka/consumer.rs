@@ -19,7 +19,10 @@ use crate::http::sse;
 use crate::hub::{Event, Origin, Position};
 use crate::source::SourceError;
 
-const REFRESH: Duration = Duration::from_secs(2);
+/// Metadata (topics, partition counts) is refreshed this often; watermarks (lag, lost
+/// positions) every `WATERMARK_EVERY` refreshes.
+const REFRESH: Duration = Duration::from_millis(500);
+const WATERMARK_EVERY: u64 = 4;
 const WARMUP_CHECK: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -123,6 +126,7 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
     let mut refresh = tokio::time::interval(REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warm_check = tokio::time::interval(WARMUP_CHECK);
+    let mut topics = TopicWatch::default();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
@@ -141,7 +145,7 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
                     src.hub.set_state(|s| s.live = true);
                 }
             }
-            _ = refresh.tick() => refresh_metadata(src, &consumer, &mut parts).await?,
+            _ = refresh.tick() => refresh_metadata(src, &consumer, &mut parts, &mut topics).await?,
             m = consumer.recv() => match m {
                 Ok(msg) => publish(src, &msg),
                 Err(KafkaError::PartitionEOF(_)) => {}
@@ -234,12 +238,22 @@ fn reset_event(
     }
 }
 
-/// Pick up new partitions, update lag gauges and connectivity.
+/// What the refresher remembers between rounds.
+#[derive(Default)]
+struct TopicWatch {
+    /// Topics seen missing since they were last present (deleted, maybe to be recreated).
+    gone: std::collections::HashSet<usize>,
+    rounds: u64,
+}
+
+/// Pick up new partitions and recreated topics, update lag gauges and connectivity.
 async fn refresh_metadata(
     src: &Arc<KafkaSource>,
     consumer: &Arc<StreamConsumer>,
     parts: &mut Vec<Partition>,
+    watch: &mut TopicWatch,
 ) -> Result<(), SourceError> {
+    watch.rounds += 1;
     let topics = src.cfg.topics.clone();
     let counts = match blocking(consumer, move |c| partition_counts(c, &topics)).await {
         Ok(c) => c,
@@ -257,14 +271,47 @@ async fn refresh_metadata(
         s.connected = missing.is_none();
         s.last_error = missing.map(|i| format!("topic `{}` does not exist", src.cfg.topics[i]));
     });
-    let mut added = TopicPartitionList::new();
+    let mut reassign = false;
     for (ti, n) in counts.iter().enumerate() {
-        let known = parts.iter().filter(|p| usize::from(p.topic) == ti).count();
         let topic = &src.cfg.topics[ti];
-        for p in known as i32..n.unwrap_or(0) as i32 {
+        let Some(n) = *n else {
+            if watch.gone.insert(ti) {
+                warn!(route = %src.route, topic = %topic, "topic disappeared");
+            }
+            continue;
+        };
+        if watch.gone.remove(&ti) {
+            // Deleted and created again: a new log. Every known partition restarts at
+            // its first offset, announced to clients; then the whole assignment restarts.
+            let (_, Position::Kafka(mut head)) = src.hub.head();
+            for p in parts
+                .iter()
+                .filter(|p| usize::from(p.topic) == ti && (p.partition as usize) < n)
+            {
+                let part = p.partition;
+                let t = topic.clone();
+                let (low, high) = blocking(consumer, move |c| watermarks(c, &t, part)).await?;
+                let at = head.get(ti, part);
+                head.set(ti, part, low);
+                src.hub.publish([reset_event(
+                    src,
+                    &head,
+                    ti as u16,
+                    part,
+                    "topic_recreated",
+                    at,
+                    Some(high),
+                    low,
+                )]);
+            }
+            parts.retain(|p| usize::from(p.topic) != ti || (p.partition as usize) < n);
+            warn!(route = %src.route, topic = %topic, partitions = n, "topic recreated; positions reset");
+            reassign = true;
+        }
+        let known = parts.iter().filter(|p| usize::from(p.topic) == ti).count();
+        for p in known as i32..n as i32 {
             let t = topic.clone();
             let (low, _) = blocking(consumer, move |c| watermarks(c, &t, p)).await?;
-            added.add_partition_offset(topic, p, Offset::Offset(low))?;
             parts.push(Partition {
                 topic: ti as u16,
                 partition: p,
@@ -275,10 +322,24 @@ async fn refresh_metadata(
                 h.set(ti, p, low);
             });
             info!(route = %src.route, topic = %topic, partition = p, "new partition assigned");
+            reassign = true;
         }
     }
-    if added.count() > 0 {
-        consumer.incremental_assign(&added)?;
+    if reassign {
+        let (_, Position::Kafka(head)) = src.hub.head();
+        let mut tpl = TopicPartitionList::new();
+        for p in parts.iter() {
+            let at = head.get(usize::from(p.topic), p.partition).max(0);
+            tpl.add_partition_offset(
+                &src.cfg.topics[usize::from(p.topic)],
+                p.partition,
+                Offset::Offset(at),
+            )?;
+        }
+        consumer.assign(&tpl)?;
+    }
+    if watch.rounds % WATERMARK_EVERY != 1 {
+        return Ok(());
     }
     for p in parts.iter() {
         let topic = src.cfg.topics[usize::from(p.topic)].clone();
