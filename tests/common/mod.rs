@@ -150,6 +150,7 @@ admin_listen = "127.0.0.1:0"
 heartbeat_interval = "1s"
 retry = "500ms"
 shutdown_grace = "2s"
+source_wait = "3s"
 cors_origins = ["https://dash.example"]
 
 [[routes]]
