@@ -7,6 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
 use crate::source::kafka::KafkaPosition;
+use crate::source::mongo::MongoToken;
 
 /// Version byte of the current format.
 pub const VERSION: u8 = 1;
@@ -14,12 +15,15 @@ pub const VERSION: u8 = 1;
 pub const MAX_ID_LEN: usize = 64 * 1024;
 
 const KIND_KAFKA: u8 = b'k';
+const KIND_MONGO: u8 = b'm';
 
 /// A decoded event id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventId {
     /// Next offset of every partition of every topic of a Kafka route.
     Kafka(KafkaPosition),
+    /// A MongoDB change stream resume token (opaque BSON).
+    Mongo(MongoToken),
 }
 
 /// Why an id could not be decoded.
@@ -55,6 +59,10 @@ impl EventId {
                 raw.push(KIND_KAFKA);
                 p.write_binary(&mut raw);
             }
+            EventId::Mongo(t) => {
+                raw.push(KIND_MONGO);
+                raw.extend_from_slice(&t.0);
+            }
         }
         URL_SAFE_NO_PAD.encode(raw)
     }
@@ -74,6 +82,9 @@ impl EventId {
             [] => Err(IdError::Empty),
             [VERSION, KIND_KAFKA, rest @ ..] => KafkaPosition::read_binary(rest)
                 .map(EventId::Kafka)
+                .map_err(IdError::Payload),
+            [VERSION, KIND_MONGO, rest @ ..] => MongoToken::read_binary(rest)
+                .map(EventId::Mongo)
                 .map_err(IdError::Payload),
             [VERSION, ..] => Err(IdError::Kind),
             [v, ..] => Err(IdError::Version(*v)),
@@ -144,6 +155,22 @@ mod tests {
             let wire = id.encode();
             prop_assert!(wire.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
             prop_assert_eq!(EventId::decode(&wire).unwrap(), id);
+        }
+
+        #[test]
+        fn mongo_round_trip(data in "[0-9A-F]{0,200}", extra in any::<i64>()) {
+            let d = mongodb::bson::doc! { "_data": data, "x": extra };
+            let id = EventId::Mongo(MongoToken::from_document(&d).unwrap());
+            let wire = id.encode();
+            prop_assert!(wire.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            prop_assert_eq!(EventId::decode(&wire).unwrap(), id);
+        }
+
+        #[test]
+        fn garbage_mongo_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut raw = vec![VERSION, KIND_MONGO];
+            raw.extend(b);
+            let _ = EventId::decode(&URL_SAFE_NO_PAD.encode(raw));
         }
 
         #[test]

@@ -78,9 +78,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let mut routes = Vec::new();
     for rc in &settings.routes {
         let rm = metrics.route(&rc.name);
-        let initial = match &rc.source {
-            config::SourceConfig::Kafka(k) => source::kafka::KafkaSource::initial_position(k),
-        };
+        let initial = rc.source.initial_position();
         let hub = Arc::new(Hub::new(
             initial,
             rc.replay.max_events,

@@ -48,7 +48,9 @@ async fn events_over_three_partitions_reach_every_client_with_positions() {
             "offsets of partition {part} in order with no gap"
         );
         values.push(env["value"].as_str().unwrap().to_owned());
-        let EventId::Kafka(pos) = EventId::decode(&ev.id).expect("id decodes");
+        let Ok(EventId::Kafka(pos)) = EventId::decode(&ev.id) else {
+            panic!("kafka id")
+        };
         let (name, offsets) = &pos.topics()[0];
         assert_eq!(name, &topic);
         assert_eq!(offsets.len(), 3);
@@ -266,7 +268,9 @@ async fn partitions_added_later_are_picked_up() {
     data.sort();
     assert_eq!(data, vec!["new-p0a", "new-p0b", "new-p1"]);
     assert_eq!(resets, 1, "partition 0's restart is announced");
-    let EventId::Kafka(pos) = EventId::decode(&last).unwrap();
+    let Ok(EventId::Kafka(pos)) = EventId::decode(&last) else {
+        panic!("kafka id")
+    };
     assert_eq!(
         pos.topics()[0].1,
         vec![2, 1],

@@ -93,35 +93,39 @@ pub enum StartPosition {
     Last(u64),
 }
 
-/// How the SSE `event:` name of a record is chosen.
-#[derive(Debug, Clone, Deserialize)]
+/// How the SSE `event:` name of an event is chosen.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventNameConfig {
-    /// Record header whose (UTF-8, single-line) value names the event; unset: always `default`.
+    /// Kafka only: record header whose (UTF-8, single-line) value names the event.
     pub header: Option<String>,
-    /// Name used when there is no header setting or the record lacks a usable header.
-    /// `message` (the default) sends no `event:` line, so `onmessage` fires.
-    pub default: String,
+    /// Name used otherwise. Kafka default: `message` (no `event:` line, so `onmessage`
+    /// fires). MongoDB default: the change's `operationType`; when set, every change gets
+    /// this name.
+    pub default: Option<String>,
 }
 
-impl Default for EventNameConfig {
-    fn default() -> Self {
-        EventNameConfig {
-            header: None,
-            default: "message".to_owned(),
-        }
+impl EventNameConfig {
+    /// The constant name, or `fallback`.
+    pub fn default_or<'a>(&'a self, fallback: &'a str) -> &'a str {
+        self.default.as_deref().unwrap_or(fallback)
     }
 }
 
 /// What an event's `data:` carries.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum PayloadMode {
-    /// The record value as-is (UTF-8); a non-UTF-8 value is sent base64 as `event: binary`.
-    #[default]
+    /// Kafka (default): the record value as-is (UTF-8); a non-UTF-8 value is sent base64
+    /// as `event: binary`.
     Value,
-    /// A JSON envelope with topic, partition, offset, timestamp, key, headers and value.
+    /// Kafka: a JSON envelope with topic, partition, offset, timestamp, key, headers and value.
     Envelope,
+    /// MongoDB (default): the whole change event, as relaxed Extended JSON.
+    Change,
+    /// MongoDB: only the full document (the document key for deletes), with the operation
+    /// as the event name.
+    Document,
 }
 
 /// Bounds of a route's in-memory replay buffer (also the live fan-out ring).
@@ -164,9 +168,9 @@ pub struct RouteConfig {
     /// How the SSE `event:` name is chosen.
     #[serde(default)]
     pub event_name: EventNameConfig,
-    /// What `data:` carries.
+    /// What `data:` carries (default: `value` for Kafka, `change` for MongoDB).
     #[serde(default)]
-    pub payload: PayloadMode,
+    pub payload: Option<PayloadMode>,
     /// Replay buffer bounds.
     #[serde(default)]
     pub replay: ReplayConfig,
@@ -181,6 +185,14 @@ fn default_max_client_lag() -> usize {
 }
 
 impl RouteConfig {
+    /// The payload mode, with the source's default.
+    pub fn payload_mode(&self) -> PayloadMode {
+        self.payload.unwrap_or(match self.source {
+            SourceConfig::Kafka(_) => PayloadMode::Value,
+            SourceConfig::Mongo(_) => PayloadMode::Change,
+        })
+    }
+
     /// The URL path this route is served on.
     pub fn path(&self) -> String {
         self.path

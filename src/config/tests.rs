@@ -35,9 +35,11 @@ fn loads_and_defaults() {
     let r = &s.routes[0];
     assert_eq!(r.path(), "/streams/orders");
     assert_eq!(r.start, StartPosition::Last(10));
-    assert_eq!(r.payload, PayloadMode::Envelope);
+    assert_eq!(r.payload_mode(), PayloadMode::Envelope);
     assert_eq!(r.event_name.header.as_deref(), Some("type"));
-    let SourceConfig::Kafka(k) = &r.source;
+    let SourceConfig::Kafka(k) = &r.source else {
+        panic!("kafka")
+    };
     assert_eq!(
         k.properties.0.get("security.protocol").map(String::as_str),
         Some("SASL_SSL")

@@ -58,6 +58,12 @@ impl fmt::Display for ConfigError {
 pub struct Problems(Vec<Problem>);
 
 impl Problems {
+    /// True when nothing was reported.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Record a problem at `path`.
     pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem {
@@ -136,11 +142,13 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
                 p.push(format!("{at}.event_name.header"), "must not be empty");
             }
         }
-        if !is_event_name(&r.event_name.default) {
-            p.push(
-                format!("{at}.event_name.default"),
-                "must be non-empty and hold no CR, LF or NUL",
-            );
+        if let Some(d) = &r.event_name.default {
+            if !is_event_name(d) {
+                p.push(
+                    format!("{at}.event_name.default"),
+                    "must be non-empty and hold no CR, LF or NUL",
+                );
+            }
         }
         if r.replay.max_events == 0 {
             p.push(format!("{at}.replay.max_events"), "must be at least 1");
@@ -159,8 +167,43 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
         if let super::StartPosition::Last(0) = r.start {
             p.push(format!("{at}.start"), "`last` must be at least 1");
         }
+        let payload_ok = matches!(
+            (&r.source, r.payload_mode()),
+            (
+                SourceConfig::Kafka(_),
+                super::PayloadMode::Value | super::PayloadMode::Envelope
+            ) | (
+                SourceConfig::Mongo(_),
+                super::PayloadMode::Change | super::PayloadMode::Document
+            )
+        );
+        if !payload_ok {
+            let allowed = match &r.source {
+                SourceConfig::Kafka(_) => "`value` or `envelope`",
+                SourceConfig::Mongo(_) => "`change` or `document`",
+            };
+            p.push(
+                format!("{at}.payload"),
+                format!("must be {allowed} for a {} source", r.source.kind()),
+            );
+        }
         match &r.source {
             SourceConfig::Kafka(k) => k.validate(&format!("{at}.source"), &mut p),
+            SourceConfig::Mongo(m) => {
+                m.validate(&format!("{at}.source"), &mut p);
+                if r.event_name.header.is_some() {
+                    p.push(
+                        format!("{at}.event_name.header"),
+                        "is for Kafka sources only",
+                    );
+                }
+                if r.start != super::StartPosition::Latest {
+                    p.push(
+                        format!("{at}.start"),
+                        "a mongodb source supports only `latest` (use `?since=` for history)",
+                    );
+                }
+            }
         }
     }
     if p.0.is_empty() {

@@ -143,7 +143,20 @@ impl ClientStream {
                     item = cu.next() => item,
                 };
                 match item {
-                    None => self.catchup = None,
+                    None => {
+                        // Caught up with the source: join the ring where this client is.
+                        self.catchup = None;
+                        let plan = self.source.resync(self.cursor.clone());
+                        self.cursor = plan.cursor;
+                        self.next_seq = plan.next_seq;
+                        if plan.catchup.is_some() {
+                            if self.resyncs >= MAX_RESYNCS {
+                                return self.finish(DisconnectReason::SlowClient);
+                            }
+                            self.resyncs += 1;
+                            self.catchup = plan.catchup;
+                        }
+                    }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "catch-up read failed; closing stream");
                         return self.finish(DisconnectReason::SourceError);
@@ -198,6 +211,10 @@ impl ClientStream {
                             } else {
                                 self.cursor.encode()
                             };
+                            if id.is_empty() {
+                                // No position known yet: keep the connection warm only.
+                                return Some(sse::comment("heartbeat"));
+                            }
                             return Some(sse::heartbeat(&id));
                         }
                     }

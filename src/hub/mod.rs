@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::http::sse::Frame;
 use crate::metrics::RouteMetrics;
 use crate::source::kafka::{KafkaCursor, KafkaPosition};
+use crate::source::mongo::MongoCursor;
 pub use clients::{ClientGuard, Clients};
 pub use ring::Read;
 use ring::Ring;
@@ -42,6 +43,11 @@ pub enum Origin {
         /// Offset the partition continues from.
         next: i64,
     },
+    /// A MongoDB change; its id (the frame's) is its resume token.
+    Mongo,
+    /// The MongoDB stream could not resume and restarted from the present; the frame is
+    /// the `event: reset` clients get.
+    MongoReset,
 }
 
 /// One encoded event.
@@ -69,11 +75,21 @@ impl Event {
 pub enum Position {
     /// Kafka offsets.
     Kafka(KafkaPosition),
+    /// A MongoDB resume token, as its wire id (empty before the first one is known).
+    Mongo(Bytes),
 }
 
 impl Position {
-    /// Move past `origin`.
-    pub fn advance(&mut self, origin: &Origin) {
+    /// Move past `ev`.
+    pub fn advance(&mut self, ev: &Event) {
+        if let Position::Mongo(t) = self {
+            *t = ev.id();
+            return;
+        }
+        self.advance_origin(&ev.origin);
+    }
+
+    fn advance_origin(&mut self, origin: &Origin) {
         match (self, origin) {
             (
                 Position::Kafka(p),
@@ -91,6 +107,16 @@ impl Position {
                     next,
                 },
             ) => p.set(usize::from(*topic), *partition, *next),
+            _ => {}
+        }
+    }
+
+    /// The Kafka offsets of a Kafka route's position (empty for any other kind, which a
+    /// Kafka route never holds).
+    pub fn into_kafka(self) -> KafkaPosition {
+        match self {
+            Position::Kafka(p) => p,
+            Position::Mongo(_) => KafkaPosition::default(),
         }
     }
 
@@ -98,6 +124,7 @@ impl Position {
     pub fn encode(&self) -> String {
         match self {
             Position::Kafka(p) => crate::event_id::EventId::Kafka(p.clone()).encode(),
+            Position::Mongo(t) => String::from_utf8_lossy(t).into_owned(),
         }
     }
 }
@@ -107,6 +134,8 @@ impl Position {
 pub enum Cursor {
     /// Kafka offsets.
     Kafka(KafkaCursor),
+    /// A MongoDB resume token.
+    Mongo(MongoCursor),
 }
 
 /// What a client does with an event.
@@ -125,6 +154,7 @@ impl Cursor {
     pub fn accept(&mut self, ev: &Event) -> Verdict {
         match self {
             Cursor::Kafka(c) => c.accept(&ev.origin),
+            Cursor::Mongo(c) => c.accept(ev),
         }
     }
 
@@ -132,6 +162,7 @@ impl Cursor {
     pub fn synced(&self) -> bool {
         match self {
             Cursor::Kafka(c) => c.synced,
+            Cursor::Mongo(c) => c.joined,
         }
     }
 
@@ -144,6 +175,13 @@ impl Cursor {
                 }
                 c.synced
             }
+            (Cursor::Mongo(c), Position::Mongo(h)) => {
+                if !c.joined && !h.is_empty() && c.last == *h {
+                    c.joined = true;
+                }
+                c.joined
+            }
+            _ => false,
         }
     }
 
@@ -151,6 +189,7 @@ impl Cursor {
     pub fn unsync(&mut self) {
         match self {
             Cursor::Kafka(c) => c.synced = false,
+            Cursor::Mongo(c) => c.joined = false,
         }
     }
 
@@ -158,6 +197,7 @@ impl Cursor {
     pub fn encode(&self) -> String {
         match self {
             Cursor::Kafka(c) => crate::event_id::EventId::Kafka(c.position.clone()).encode(),
+            Cursor::Mongo(c) => String::from_utf8_lossy(&c.last).into_owned(),
         }
     }
 }
@@ -239,6 +279,12 @@ impl Hub {
             r.head_seq(),
             r.head().clone(),
         )
+    }
+
+    /// The sequence of the ring event whose id is `id`, if the ring holds it; the
+    /// ring's base position counts as the sequence before its oldest event.
+    pub fn find_id(&self, id: &[u8]) -> Option<u64> {
+        self.ring.read().find_id(id)
     }
 
     /// Current head sequence and position.

@@ -56,16 +56,19 @@ impl Ring {
     }
 
     pub(super) fn push(&mut self, ev: Arc<Event>) {
-        if matches!(ev.origin, super::Origin::KafkaReset { .. }) {
+        if matches!(
+            ev.origin,
+            super::Origin::KafkaReset { .. } | super::Origin::MongoReset
+        ) {
             // Events before a reset belong to a log that is gone: drop them, so nobody
             // resumes into them; clients still reading them fall out and resume by id.
             self.first_seq += self.events.len() as u64;
             self.events.clear();
             self.bytes = 0;
             self.base = self.head.clone();
-            self.base.advance(&ev.origin);
+            self.base.advance(&ev);
         }
-        self.head.advance(&ev.origin);
+        self.head.advance(&ev);
         self.head_id = ev.id();
         self.bytes += ev.frame.bytes.len();
         self.events.push_back(ev);
@@ -76,7 +79,7 @@ impl Ring {
                 break;
             };
             self.bytes -= old.frame.bytes.len();
-            self.base.advance(&old.origin);
+            self.base.advance(&old);
             self.first_seq += 1;
         }
     }
@@ -114,6 +117,17 @@ impl Ring {
         }
     }
 
+    /// Sequence *after* the event whose id is `id` (where a client that has it reads on).
+    pub(super) fn find_id(&self, id: &[u8]) -> Option<u64> {
+        if !id.is_empty() && self.base.encode().as_bytes() == id {
+            return Some(self.first_seq);
+        }
+        self.events
+            .iter()
+            .rposition(|e| e.id() == id)
+            .map(|i| self.first_seq + i as u64 + 1)
+    }
+
     pub(super) fn head_seq(&self) -> u64 {
         self.first_seq + self.events.len() as u64
     }
@@ -137,6 +151,7 @@ impl Ring {
 /// The old base, with partitions it did not know taken from `head`.
 fn merge_base(old: Position, head: &Position) -> Position {
     match (old, head) {
+        (Position::Mongo(b), _) => Position::Mongo(b),
         (Position::Kafka(mut b), Position::Kafka(h)) => {
             for (ti, (_, offsets)) in h.topics().iter().enumerate() {
                 for (p, &o) in offsets.iter().enumerate() {
@@ -148,6 +163,7 @@ fn merge_base(old: Position, head: &Position) -> Position {
             }
             Position::Kafka(b)
         }
+        (b @ Position::Kafka(_), Position::Mongo(_)) => b,
     }
 }
 

@@ -3,6 +3,7 @@
 //! turns a route's config into a running source feeding the route's [`Hub`].
 
 pub mod kafka;
+pub mod mongo;
 
 use std::sync::Arc;
 
@@ -20,6 +21,9 @@ use crate::metrics::RouteMetrics;
 pub enum SourceConfig {
     /// Kafka topics (see [`kafka::KafkaSourceConfig`]).
     Kafka(kafka::KafkaSourceConfig),
+    /// A MongoDB change stream (see [`mongo::MongoSourceConfig`]).
+    #[serde(rename = "mongodb")]
+    Mongo(mongo::MongoSourceConfig),
 }
 
 impl SourceConfig {
@@ -27,6 +31,15 @@ impl SourceConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceConfig::Kafka(_) => "kafka",
+            SourceConfig::Mongo(_) => "mongodb",
+        }
+    }
+
+    /// The position of a route before anything is known.
+    pub fn initial_position(&self) -> crate::hub::Position {
+        match self {
+            SourceConfig::Kafka(k) => kafka::KafkaSource::initial_position(k),
+            SourceConfig::Mongo(_) => mongo::MongoSource::initial_position(),
         }
     }
 }
@@ -36,6 +49,8 @@ impl SourceConfig {
 pub enum Source {
     /// A Kafka route.
     Kafka(Arc<kafka::KafkaSource>),
+    /// A MongoDB route.
+    Mongo(Arc<mongo::MongoSource>),
 }
 
 /// Start the source of `route`, feeding `hub`, on `tracker`, until `cancel` fires.
@@ -52,6 +67,12 @@ pub fn start(
             let runner = src.clone();
             tracker.spawn(async move { runner.run(cancel).await });
             Source::Kafka(src)
+        }
+        SourceConfig::Mongo(cfg) => {
+            let src = mongo::MongoSource::new(route, cfg.clone(), hub, metrics);
+            let runner = src.clone();
+            tracker.spawn(async move { runner.run(cancel).await });
+            Source::Mongo(src)
         }
     }
 }
@@ -112,6 +133,7 @@ impl Source {
     pub fn hub(&self) -> &Arc<Hub> {
         match self {
             Source::Kafka(k) => k.hub(),
+            Source::Mongo(m) => m.hub(),
         }
     }
 
@@ -119,13 +141,16 @@ impl Source {
     pub async fn plan(&self, start: ClientStart) -> Result<Plan, SourceError> {
         match self {
             Source::Kafka(k) => k.plan(start).await,
+            Source::Mongo(m) => m.plan(start).await,
         }
     }
 
-    /// Re-plan a client that fell out of the ring before it ever caught up.
+    /// Re-plan a client that fell out of the ring before it ever caught up, or whose
+    /// catch-up from the source ended.
     pub fn resync(&self, cursor: Cursor) -> Plan {
         match self {
             Source::Kafka(k) => k.attach(cursor),
+            Source::Mongo(m) => m.attach(cursor),
         }
     }
 }

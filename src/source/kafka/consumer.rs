@@ -84,7 +84,7 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
             src.cfg.topics[i]
         )));
     }
-    let (_, Position::Kafka(head)) = src.hub.head();
+    let head = src.hub.head().1.into_kafka();
     let warm = src.warm_events;
     let total: usize = counts.iter().map(|n| n.unwrap_or(0)).sum();
     let per_partition = (warm / total.max(1)) as i64;
@@ -160,7 +160,7 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
 
 impl KafkaSource {
     fn position_of(&self, topic: u16, partition: i32) -> i64 {
-        let (_, Position::Kafka(h)) = self.hub.head();
+        let h = self.hub.head().1.into_kafka();
         h.get(usize::from(topic), partition)
     }
 }
@@ -172,7 +172,7 @@ fn publish(src: &KafkaSource, msg: &BorrowedMessage<'_>) {
         return;
     };
     src.metrics.source_records.inc();
-    let (_, Position::Kafka(mut pos)) = src.hub.head();
+    let mut pos = src.hub.head().1.into_kafka();
     let p = msg.partition();
     let offset = msg.offset();
     let expected = pos.get(usize::from(ti), p);
@@ -283,7 +283,7 @@ async fn refresh_metadata(
         if watch.gone.remove(&ti) {
             // Deleted and created again: a new log. Every known partition restarts at
             // its first offset, announced to clients; then the whole assignment restarts.
-            let (_, Position::Kafka(mut head)) = src.hub.head();
+            let mut head = src.hub.head().1.into_kafka();
             for p in parts
                 .iter()
                 .filter(|p| usize::from(p.topic) == ti && (p.partition as usize) < n)
@@ -318,7 +318,7 @@ async fn refresh_metadata(
                 warm_until: 0,
             });
             src.hub.set_head(|h| {
-                let Position::Kafka(h) = h;
+                let Position::Kafka(h) = h else { return };
                 h.set(ti, p, low);
             });
             info!(route = %src.route, topic = %topic, partition = p, "new partition assigned");
@@ -326,7 +326,7 @@ async fn refresh_metadata(
         }
     }
     if reassign {
-        let (_, Position::Kafka(head)) = src.hub.head();
+        let head = src.hub.head().1.into_kafka();
         let mut tpl = TopicPartitionList::new();
         for p in parts.iter() {
             let at = head.get(usize::from(p.topic), p.partition).max(0);
@@ -347,7 +347,7 @@ async fn refresh_metadata(
         let Ok((low, high)) = blocking(consumer, move |c| watermarks(c, &t, part)).await else {
             continue;
         };
-        let (_, Position::Kafka(mut head)) = src.hub.head();
+        let mut head = src.hub.head().1.into_kafka();
         let at = head.get(usize::from(p.topic), p.partition);
         if at != UNKNOWN && (at > high || at < low) {
             // The log moved under us: recreated (position beyond its end) or retention

@@ -47,6 +47,7 @@ impl KafkaCursor {
                 }
                 self.position.set(usize::from(topic), partition, next);
             }
+            Origin::Mongo | Origin::MongoReset => return Verdict::Skip,
         }
         if self.synced {
             Verdict::Shared

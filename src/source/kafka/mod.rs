@@ -53,7 +53,7 @@ impl KafkaSource {
     ) -> Arc<KafkaSource> {
         Arc::new(KafkaSource {
             route: route.name.clone(),
-            encoder: RecordEncoder::new(route.payload, route.event_name.clone()),
+            encoder: RecordEncoder::new(route.payload_mode(), route.event_name.clone()),
             start: route.start,
             warm_events: if route.replay.warm_start {
                 route.replay.max_events

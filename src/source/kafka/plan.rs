@@ -15,7 +15,7 @@ use super::{
 use crate::config::StartPosition;
 use crate::event_id::EventId;
 use crate::http::sse;
-use crate::hub::{Cursor, Position};
+use crate::hub::Cursor;
 use crate::metrics::ResumeOutcome;
 use crate::source::{ClientStart, Plan, SourceError};
 
@@ -37,7 +37,7 @@ impl KafkaSource {
         match start {
             ClientStart::Default if self.start == StartPosition::Latest => {
                 let (seq, head) = self.hub.head();
-                let Position::Kafka(pos) = head;
+                let pos = head.into_kafka();
                 Ok(Plan {
                     cursor: Cursor::Kafka(KafkaCursor::new(pos, true)),
                     next_seq: seq,
@@ -68,6 +68,7 @@ impl KafkaSource {
                     ..self.attach(Cursor::Kafka(KafkaCursor::new(pos, false)))
                 })
             }
+            ClientStart::Id(EventId::Mongo(_)) => Err(SourceError::WrongKind),
             ClientStart::Id(EventId::Kafka(asked)) => {
                 let asked = asked.align(&self.cfg.topics);
                 let (pos, bad) = if self.in_window(&asked) {
@@ -89,8 +90,17 @@ impl KafkaSource {
     /// first (only those), then the ring from its oldest event.
     pub(crate) fn attach(self: &Arc<Self>, mut cursor: Cursor) -> Plan {
         let (first_seq, base, head_seq, head) = self.hub.window();
-        let (Cursor::Kafka(c), Position::Kafka(base), Position::Kafka(head)) =
-            (&mut cursor, &base, &head);
+        let (base, head) = (base.into_kafka(), head.into_kafka());
+        let Cursor::Kafka(c) = &mut cursor else {
+            return Plan {
+                cursor,
+                next_seq: head_seq,
+                catchup: None,
+                preamble: Vec::new(),
+                outcome: None,
+            };
+        };
+        let (base, head) = (&base, &head);
         if c.position == *head {
             c.synced = true;
             return Plan {
@@ -131,7 +141,7 @@ impl KafkaSource {
     /// True when the ring covers `asked` on every partition (no query needed).
     fn in_window(&self, asked: &KafkaPosition) -> bool {
         let (_, base, _, head) = self.hub.window();
-        let (Position::Kafka(base), Position::Kafka(head)) = (&base, &head);
+        let (base, head) = (&base.into_kafka(), &head.into_kafka());
         if asked
             .topics()
             .iter()

@@ -54,7 +54,7 @@ impl RecordEncoder {
                 }
             }
         }
-        &self.event_name.default
+        self.event_name.default_or("message")
     }
 
     /// The frame of `msg` under `id`.
@@ -70,7 +70,7 @@ impl RecordEncoder {
                 let data = self.envelope(msg).to_string();
                 sse::frame(id, Some(event), Some(&data))
             }
-            PayloadMode::Value => {
+            PayloadMode::Value | PayloadMode::Change | PayloadMode::Document => {
                 let bytes = if tombstone { msg.key() } else { msg.payload() };
                 let (event, data) = match bytes.map(std::str::from_utf8) {
                     None => (
@@ -156,7 +156,7 @@ mod tests {
             PayloadMode::Value,
             EventNameConfig {
                 header: Some("type".into()),
-                default: "message".into(),
+                default: None,
             },
         );
         let h = OwnedHeaders::new().insert(Header {

@@ -1,0 +1,89 @@
+//! Turning a change event into an SSE frame: relaxed Extended JSON, event name from the
+//! operation type (or a constant), whole change or document only.
+
+use mongodb::bson::{Bson, Document};
+
+use crate::config::{EventNameConfig, PayloadMode};
+use crate::http::sse::{self, Frame};
+
+/// Encodes the changes of one route.
+#[derive(Debug, Clone)]
+pub struct ChangeEncoder {
+    payload: PayloadMode,
+    event_name: EventNameConfig,
+}
+
+/// A BSON value as relaxed Extended JSON text.
+pub fn relaxed_json(b: Bson) -> String {
+    b.into_relaxed_extjson().to_string()
+}
+
+impl ChangeEncoder {
+    /// An encoder for a route's payload mode and event naming.
+    pub fn new(payload: PayloadMode, event_name: EventNameConfig) -> ChangeEncoder {
+        ChangeEncoder {
+            payload,
+            event_name,
+        }
+    }
+
+    /// The frame of change `doc` under `id`.
+    pub fn encode(&self, doc: &Document, id: &str) -> Frame {
+        let op = doc.get_str("operationType").unwrap_or("change");
+        let name = self.event_name.default_or(op).to_owned();
+        let data = match self.payload {
+            PayloadMode::Document => {
+                let body = doc
+                    .get("fullDocument")
+                    .filter(|b| !matches!(b, Bson::Null))
+                    .or_else(|| doc.get("documentKey"))
+                    .cloned()
+                    .unwrap_or(Bson::Null);
+                relaxed_json(body)
+            }
+            _ => relaxed_json(Bson::Document(doc.clone())),
+        };
+        sse::frame(id, Some(&name), Some(&data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::bson::{doc, oid::ObjectId, DateTime};
+
+    #[test]
+    fn change_and_document_modes() {
+        let oid = ObjectId::parse_str("65a1b2c3d4e5f60718293a4b").unwrap();
+        let change = doc! {
+            "_id": { "_data": "82" }, "operationType": "insert",
+            "fullDocument": { "_id": oid, "at": DateTime::from_millis(1_700_000_000_000), "n": 1i64 },
+            "documentKey": { "_id": oid },
+        };
+        let c = ChangeEncoder::new(PayloadMode::Change, EventNameConfig::default())
+            .encode(&change, "i");
+        let body = String::from_utf8(c.body().to_vec()).unwrap();
+        assert!(body.starts_with("event: insert\ndata: "));
+        let j: serde_json::Value =
+            serde_json::from_str(body.lines().nth(1).unwrap().trim_start_matches("data: "))
+                .unwrap();
+        assert_eq!(j["fullDocument"]["_id"]["$oid"], "65a1b2c3d4e5f60718293a4b");
+        assert_eq!(j["fullDocument"]["at"]["$date"], "2023-11-14T22:13:20Z");
+        assert_eq!(j["fullDocument"]["n"], 1);
+        let d = ChangeEncoder::new(PayloadMode::Document, EventNameConfig::default())
+            .encode(&change, "i");
+        let body = String::from_utf8(d.body().to_vec()).unwrap();
+        assert!(body.contains("\"n\":1") && !body.contains("operationType"));
+        let del = doc! { "operationType": "delete", "documentKey": { "_id": oid } };
+        let d = ChangeEncoder::new(
+            PayloadMode::Document,
+            EventNameConfig {
+                header: None,
+                default: Some("change".into()),
+            },
+        )
+        .encode(&del, "i");
+        let body = String::from_utf8(d.body().to_vec()).unwrap();
+        assert!(body.starts_with("event: change\n") && body.contains("$oid"));
+    }
+}

@@ -1,0 +1,168 @@
+//! The shared change stream of a route: opens after the route's last token (or from now),
+//! publishes every change to the hub, advances the hub's position on idle batches (the
+//! post-batch resume token, so heartbeats carry a recent point), reopens after
+//! `invalidate`, and reconnects with backoff; a token the server can no longer resume
+//! becomes an explicit `event: reset` and the stream restarts from the present.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use mongodb::bson::{Bson, Document};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{redact_uri, unresumable, MongoSource, MongoToken, Start};
+use crate::event_id::EventId;
+use crate::http::sse;
+use crate::hub::{Event, Origin, Position};
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The hub event of change `doc` (`None` if it has no resume token).
+pub(super) fn event_of(src: &MongoSource, doc: &Document) -> Option<Event> {
+    let token = MongoToken::from_document(doc.get_document("_id").ok()?)?;
+    let id = EventId::Mongo(token).encode();
+    let ts = match doc.get("wallTime") {
+        Some(Bson::DateTime(d)) => Some(d.timestamp_millis()),
+        _ => doc
+            .get_timestamp("clusterTime")
+            .ok()
+            .map(|t| i64::from(t.time) * 1000),
+    };
+    Some(Event {
+        frame: src.encoder.encode(doc, &id),
+        origin: Origin::Mongo,
+        timestamp_ms: ts,
+    })
+}
+
+fn token_wire(t: &mongodb::change_stream::event::ResumeToken) -> Option<Bytes> {
+    MongoToken::from_resume_token(t).map(|t| Bytes::from(EventId::Mongo(t).encode()))
+}
+
+pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
+    let mut backoff = Duration::from_millis(250);
+    let mut start_after_invalidate = false;
+    loop {
+        let (_, head) = src.hub.head();
+        let Position::Mongo(h) = head else { return };
+        let token = EventId::decode(&String::from_utf8_lossy(&h))
+            .ok()
+            .and_then(|id| match id {
+                EventId::Mongo(t) => t.to_resume_token(),
+                _ => None,
+            });
+        let start = match token {
+            Some(t) if start_after_invalidate => Start::StartAfter(t),
+            Some(t) => Start::After(t),
+            None => Start::Now,
+        };
+        let opened = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = src.open(start) => r,
+        };
+        let mut stream = match opened {
+            Ok(s) => s.with_type::<Document>(),
+            Err(e) if unresumable(&e).is_some() => {
+                let reason = unresumable(&e).unwrap_or("history_lost");
+                warn!(route = %src.route, reason, error = %redact_uri(&e.to_string()), "cannot resume the change stream; restarting from now");
+                match src.open(Start::Now).await {
+                    Ok(s) => {
+                        let s = s.with_type::<Document>();
+                        let id = s
+                            .resume_token()
+                            .as_ref()
+                            .and_then(token_wire)
+                            .unwrap_or_default();
+                        let data =
+                            json!({ "reason": reason, "route": src.route, "resumed_from": "now" });
+                        src.hub.publish([Event {
+                            frame: sse::frame(
+                                &String::from_utf8_lossy(&id),
+                                Some("reset"),
+                                Some(&data.to_string()),
+                            ),
+                            origin: Origin::MongoReset,
+                            timestamp_ms: None,
+                        }]);
+                        s
+                    }
+                    Err(e) => {
+                        fail(&src, &e.to_string(), &cancel, &mut backoff).await;
+                        continue;
+                    }
+                }
+            }
+            Err(e) => {
+                fail(&src, &e.to_string(), &cancel, &mut backoff).await;
+                continue;
+            }
+        };
+        start_after_invalidate = false;
+        backoff = Duration::from_millis(250);
+        info!(route = %src.route, "mongodb change stream open");
+        src.hub.set_state(|s| {
+            s.connected = true;
+            s.live = true;
+            s.last_error = None;
+        });
+        if let Some(id) = stream.resume_token().as_ref().and_then(token_wire) {
+            src.hub.set_head(|h| {
+                if matches!(h, Position::Mongo(t) if t.is_empty()) {
+                    *h = Position::Mongo(id);
+                }
+            });
+        }
+        loop {
+            let r = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = stream.next_if_any() => r,
+            };
+            match r {
+                Ok(Some(doc)) => {
+                    src.metrics.source_records.inc();
+                    let invalidate = doc.get_str("operationType") == Ok("invalidate");
+                    if let Some(ev) = event_of(&src, &doc) {
+                        src.hub.publish([ev]);
+                    }
+                    if invalidate {
+                        info!(route = %src.route, "change stream invalidated; reopening after it");
+                        start_after_invalidate = true;
+                        break;
+                    }
+                }
+                Ok(None) => {
+                    if let Some(id) = stream.resume_token().as_ref().and_then(token_wire) {
+                        let (_, Position::Mongo(h)) = src.hub.head() else {
+                            return;
+                        };
+                        if h != id {
+                            src.hub.set_head(|p| *p = Position::Mongo(id));
+                        }
+                    }
+                }
+                Err(e) => {
+                    fail(&src, &e.to_string(), &cancel, &mut backoff).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn fail(src: &MongoSource, err: &str, cancel: &CancellationToken, backoff: &mut Duration) {
+    let err = redact_uri(err);
+    src.metrics.source_errors.inc();
+    warn!(route = %src.route, error = %err, retry_in = ?backoff, "mongodb change stream failed");
+    src.hub.set_state(|s| {
+        s.connected = false;
+        s.last_error = Some(err.clone());
+    });
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = tokio::time::sleep(*backoff) => {}
+    }
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+}
