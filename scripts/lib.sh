@@ -57,16 +57,41 @@ stop_pid() {
   kill -9 "$pid" 2>/dev/null || true
 }
 
-# A Python venv with the client libraries the demo tools use.
+SECANTUS_VERSION=0.7.0b3
+
+# A Python venv holding the MongoDB-protocol server (SecantusDB) and pymongo (for the
+# demo's writer); sets PY.
 ensure_venv() {
   local venv="$WORK/venv"
   if [ ! -x "$venv/bin/python" ]; then
     log "creating $venv"
     python3 -m venv "$venv"
   fi
-  if ! "$venv/bin/python" -c 'import confluent_kafka' 2>/dev/null; then
-    log "installing confluent-kafka into $venv"
-    "$venv/bin/pip" install -q confluent-kafka
+  if ! "$venv/bin/pip" show SecantusDB 2>/dev/null | grep -q "^Version: $SECANTUS_VERSION"; then
+    log "installing SecantusDB==$SECANTUS_VERSION and pymongo into $venv"
+    "$venv/bin/pip" install -q "SecantusDB==$SECANTUS_VERSION" pymongo
   fi
   PY="$venv/bin/python"
+  SECANTUSD="$venv/bin/secantusd-py"
+}
+
+# start_secantus NAME: a MongoDB-protocol replica set on a free port (in-memory, idle
+# change streams' tokens advance every second); sets MONGO_URI and SECANTUS_PID.
+start_secantus() {
+  local name="${1:-secantus}" port dir
+  ensure_venv
+  port="$(free_port)"
+  dir="$WORK/$name.$port"
+  rm -rf "$dir" && mkdir -p "$dir"
+  (cd "$dir" && exec "$SECANTUSD" --host 127.0.0.1 --port "$port" --storage-path :memory: \
+      --noop-heartbeat-seconds 1 >"$dir/server.log" 2>&1) &
+  SECANTUS_PID=$!
+  echo "$SECANTUS_PID" >"$dir/pid"
+  if ! wait_port 127.0.0.1 "$port" 60; then
+    echo "SecantusDB did not start; log:" >&2
+    cat "$dir/server.log" >&2
+    return 1
+  fi
+  MONGO_URI="mongodb://127.0.0.1:$port/?replicaSet=secantus"
+  log "SecantusDB $SECANTUS_VERSION on 127.0.0.1:$port (pid $SECANTUS_PID, log $dir/server.log)"
 }

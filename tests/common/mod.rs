@@ -341,3 +341,42 @@ impl SseClient {
         self.ended
     }
 }
+
+/// URI of the MongoDB-protocol replica set the test script started.
+pub fn mongo_uri() -> String {
+    std::env::var("SSE_BRIDGE_TEST_MONGO").unwrap_or_else(|_| {
+        panic!("SSE_BRIDGE_TEST_MONGO is not set: run the tests with scripts/test, which starts SecantusDB and sets it")
+    })
+}
+
+/// A driver client on `uri`.
+pub async fn mongo_client(uri: &str) -> mongodb::Client {
+    let mut o = mongodb::options::ClientOptions::parse(uri).await.expect("mongo uri");
+    o.server_selection_timeout = Some(Duration::from_secs(10));
+    mongodb::Client::with_options(o).expect("mongo client")
+}
+
+/// TOML of a one-route config on `db.coll` at `uri`, listening on ephemeral ports.
+pub fn mongo_config(route: &str, uri: &str, db: &str, coll: &str, route_extra: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+heartbeat_interval = "1s"
+retry = "500ms"
+shutdown_grace = "2s"
+source_wait = "5s"
+
+[[routes]]
+name = "{route}"
+{route_extra}
+[routes.source]
+type = "mongodb"
+uri = "{uri}"
+database = "{db}"
+collection = "{coll}"
+full_document = "updateLookup"
+"#
+    )
+}
