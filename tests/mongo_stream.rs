@@ -60,7 +60,9 @@ async fn operations_arrive_with_names_and_payloads() {
     assert_eq!(ins["fullDocument"]["n"], 1);
     assert_eq!(ins["fullDocument"]["text"], "line1\nline2 ü");
     assert_eq!(json(&evs[1])["updateDescription"]["updatedFields"]["n"], 2);
-    assert_eq!(json(&evs[1])["fullDocument"]["n"], 2, "updateLookup");
+    // updateLookup reads the document when the event is read: by then it may already be
+    // replaced or deleted, so only its presence is certain.
+    assert!(json(&evs[1]).get("fullDocument").is_some(), "updateLookup");
     assert_eq!(json(&evs[2])["fullDocument"]["n"], 3);
     assert_eq!(json(&evs[3])["documentKey"]["_id"]["$oid"], oid.to_hex());
     for e in &evs {
