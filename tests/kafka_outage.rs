@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 
-fn start_broker(port: u16, dir: &std::path::Path) -> Child {
+fn start_broker(port: u16, dir: &std::path::Path) -> KillOnDrop {
     Command::new("nisshi")
         .current_dir(dir)
         .args([
@@ -28,6 +28,7 @@ fn start_broker(port: u16, dir: &std::path::Path) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
+        .map(KillOnDrop)
         .expect("nisshi on PATH: run the tests with scripts/test, which installs it")
 }
 
@@ -98,8 +99,7 @@ async fn readiness_follows_the_broker_and_the_route_recovers() {
     let b = sse_bridge::start(settings(&toml)).await.unwrap();
     wait_status(b.admin_addr, 200, Duration::from_secs(30)).await;
 
-    broker.kill().unwrap();
-    broker.wait().unwrap();
+    broker.stop();
     wait_status(b.admin_addr, 503, Duration::from_secs(15)).await;
     let ready: serde_json::Value = reqwest::get(format!("http://{}/readyz", b.admin_addr))
         .await
@@ -144,8 +144,7 @@ async fn readiness_follows_the_broker_and_the_route_recovers() {
         .expect("event after recovery");
     assert_eq!(ev.data, "after");
     b.shutdown().await;
-    let _ = broker.kill();
-    let _ = broker.wait();
+    broker.stop();
 }
 
 fn broker_addr_in_config() -> String {

@@ -28,7 +28,14 @@ async fn insert_n(coll: &mongodb::Collection<Document>, prefix: &str, n: usize) 
 }
 
 fn names(evs: &[Event]) -> Vec<String> {
-    evs.iter().map(|e| json(e)["fullDocument"]["name"].as_str().unwrap_or("?").to_owned()).collect()
+    evs.iter()
+        .map(|e| {
+            json(e)["fullDocument"]["name"]
+                .as_str()
+                .unwrap_or("?")
+                .to_owned()
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,12 +48,19 @@ async fn operations_arrive_with_names_and_payloads() {
     let mut chg = SseClient::connect(&format!("http://{}/streams/chg", b.http_addr), None).await;
     let mut docm = SseClient::connect(&format!("http://{}/streams/doc", b.http_addr), None).await;
     assert_eq!(chg.status, 200);
-    let coll = mongo_client(&uri).await.database("sse").collection::<Document>(&coll_name);
+    let coll = mongo_client(&uri)
+        .await
+        .database("sse")
+        .collection::<Document>(&coll_name);
     let oid = ObjectId::new();
     let at = DateTime::from_millis(1_700_000_000_000);
     coll.insert_one(doc! { "_id": oid, "at": at, "price": Decimal128::from_bytes([0; 16]), "n": 1, "text": "line1\nline2 ü" }).await.unwrap();
-    coll.update_one(doc! { "_id": oid }, doc! { "$set": { "n": 2 } }).await.unwrap();
-    coll.replace_one(doc! { "_id": oid }, doc! { "n": 3 }).await.unwrap();
+    coll.update_one(doc! { "_id": oid }, doc! { "$set": { "n": 2 } })
+        .await
+        .unwrap();
+    coll.replace_one(doc! { "_id": oid }, doc! { "n": 3 })
+        .await
+        .unwrap();
     coll.delete_one(doc! { "_id": oid }).await.unwrap();
 
     let evs = chg.take(4, T).await;
@@ -56,7 +70,10 @@ async fn operations_arrive_with_names_and_payloads() {
     assert_eq!(ins["operationType"], "insert");
     assert_eq!(ins["fullDocument"]["_id"]["$oid"], oid.to_hex());
     assert_eq!(ins["fullDocument"]["at"]["$date"], "2023-11-14T22:13:20Z");
-    assert!(ins["fullDocument"]["price"]["$numberDecimal"].is_string(), "{ins}");
+    assert!(
+        ins["fullDocument"]["price"]["$numberDecimal"].is_string(),
+        "{ins}"
+    );
     assert_eq!(ins["fullDocument"]["n"], 1);
     assert_eq!(ins["fullDocument"]["text"], "line1\nline2 ü");
     assert_eq!(json(&evs[1])["updateDescription"]["updatedFields"]["n"], 2);
@@ -66,25 +83,48 @@ async fn operations_arrive_with_names_and_payloads() {
     assert_eq!(json(&evs[2])["fullDocument"]["n"], 3);
     assert_eq!(json(&evs[3])["documentKey"]["_id"]["$oid"], oid.to_hex());
     for e in &evs {
-        assert!(matches!(EventId::decode(&e.id), Ok(EventId::Mongo(_))), "id is a resume token");
+        assert!(
+            matches!(EventId::decode(&e.id), Ok(EventId::Mongo(_))),
+            "id is a resume token"
+        );
     }
 
     let evs = docm.take(4, T).await;
-    assert_eq!(evs.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(), ["insert", "update", "replace", "delete"]);
+    assert_eq!(
+        evs.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
+        ["insert", "update", "replace", "delete"]
+    );
     assert_eq!(json(&evs[0])["n"], 1);
-    assert!(json(&evs[0]).get("operationType").is_none(), "document mode carries the document only");
+    assert!(
+        json(&evs[0]).get("operationType").is_none(),
+        "document mode carries the document only"
+    );
     assert_eq!(json(&evs[2])["n"], 3);
-    assert_eq!(json(&evs[3])["_id"]["$oid"], oid.to_hex(), "deletes carry the document key");
+    assert_eq!(
+        json(&evs[3])["_id"]["$oid"],
+        oid.to_hex(),
+        "deletes carry the document key"
+    );
 
     // Idle: heartbeats carry the stream's latest position, which keeps moving.
     chg.expect_quiet(Duration::from_millis(2500)).await;
     let hb = chg.last_id();
     assert!(matches!(EventId::decode(&hb), Ok(EventId::Mongo(_))));
-    assert_ne!(hb, evs[3].id, "the idle position advanced past the last change");
-    let mut resumed = SseClient::connect(&format!("http://{}/streams/chg", b.http_addr), Some(&hb)).await;
-    coll.insert_one(doc! { "name": "after-idle" }).await.unwrap();
+    assert_ne!(
+        hb, evs[3].id,
+        "the idle position advanced past the last change"
+    );
+    let mut resumed =
+        SseClient::connect(&format!("http://{}/streams/chg", b.http_addr), Some(&hb)).await;
+    coll.insert_one(doc! { "name": "after-idle" })
+        .await
+        .unwrap();
     let e = resumed.take(1, T).await;
-    assert_eq!(names(&e), ["after-idle"], "resuming from a heartbeat id gives exactly what followed");
+    assert_eq!(
+        names(&e),
+        ["after-idle"],
+        "resuming from a heartbeat id gives exactly what followed"
+    );
     b.shutdown().await;
 }
 
@@ -96,7 +136,10 @@ async fn resume_from_buffer_and_from_server() {
     let toml = mongo_config("big", &uri, "sse", &coll_name, "")
         + &format!("\n[[routes]]\nname = \"small\"\nreplay = {{ max_events = 2 }}\nmax_client_lag = 2\nsource = {{ type = \"mongodb\", uri = \"{uri}\", database = \"sse\", collection = \"{coll_name}\", full_document = \"updateLookup\" }}\n");
     let b = bridge(&toml).await;
-    let coll = mongo_client(&uri).await.database("sse").collection::<Document>(&coll_name);
+    let coll = mongo_client(&uri)
+        .await
+        .database("sse")
+        .collection::<Document>(&coll_name);
     let mut c = SseClient::connect(&format!("http://{}/streams/big", b.http_addr), None).await;
     let mut sent = insert_n(&coll, "a", 8).await;
     let first = c.take(3, T).await;
@@ -105,14 +148,28 @@ async fn resume_from_buffer_and_from_server() {
     sent.extend(insert_n(&coll, "b", 4).await);
     // Let both routes read everything before resuming.
     let deadline = tokio::time::Instant::now() + T;
-    while metric(b.admin_addr, "sse_bridge_source_records_total{route=\"small\"}").await < 12.0
-        || metric(b.admin_addr, "sse_bridge_source_records_total{route=\"big\"}").await < 12.0
+    while metric(
+        b.admin_addr,
+        "sse_bridge_source_records_total{route=\"small\"}",
+    )
+    .await
+        < 12.0
+        || metric(
+            b.admin_addr,
+            "sse_bridge_source_records_total{route=\"big\"}",
+        )
+        .await
+            < 12.0
     {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     for (route, outcome) in [("big", "buffer"), ("small", "source")] {
-        let mut c2 = SseClient::connect(&format!("http://{}/streams/{route}", b.http_addr), Some(&last)).await;
+        let mut c2 = SseClient::connect(
+            &format!("http://{}/streams/{route}", b.http_addr),
+            Some(&last),
+        )
+        .await;
         let rest = c2.take(9, T).await;
         c2.expect_quiet(Duration::from_millis(500)).await;
         let mut all = names(&first);
@@ -122,7 +179,11 @@ async fn resume_from_buffer_and_from_server() {
         assert_eq!(metric(b.admin_addr, &series).await, 1.0, "{series}");
     }
     // The server-served client joined the live stream: later changes reach it too.
-    let mut c3 = SseClient::connect(&format!("http://{}/streams/small", b.http_addr), Some(&last)).await;
+    let mut c3 = SseClient::connect(
+        &format!("http://{}/streams/small", b.http_addr),
+        Some(&last),
+    )
+    .await;
     c3.take(9, T).await;
     coll.insert_one(doc! { "name": "live" }).await.unwrap();
     assert_eq!(names(&c3.take(1, T).await), ["live"]);
@@ -134,7 +195,10 @@ async fn resume_across_a_bridge_restart() {
     let uri = mongo_uri();
     let coll_name = unique("restart");
     let toml = mongo_config("r", &uri, "sse", &coll_name, "");
-    let coll = mongo_client(&uri).await.database("sse").collection::<Document>(&coll_name);
+    let coll = mongo_client(&uri)
+        .await
+        .database("sse")
+        .collection::<Document>(&coll_name);
     let b = bridge(&toml).await;
     let mut c = SseClient::connect(&format!("http://{}/streams/r", b.http_addr), None).await;
     let mut sent = insert_n(&coll, "x", 5).await;
@@ -144,7 +208,8 @@ async fn resume_across_a_bridge_restart() {
     assert!(c.wait_end(Duration::from_secs(5)).await);
     sent.extend(insert_n(&coll, "y", 4).await);
     let b2 = bridge(&toml).await;
-    let mut c = SseClient::connect(&format!("http://{}/streams/r", b2.http_addr), Some(&last)).await;
+    let mut c =
+        SseClient::connect(&format!("http://{}/streams/r", b2.http_addr), Some(&last)).await;
     let rest = c.take(4, T).await;
     c.expect_quiet(Duration::from_millis(500)).await;
     let mut all = names(&first);
@@ -158,18 +223,32 @@ async fn unknown_token_yields_reset_then_live() {
     let uri = mongo_uri();
     let coll_name = unique("badtoken");
     let b = bridge(&mongo_config("r", &uri, "sse", &coll_name, "")).await;
-    let bogus = EventId::Mongo(sse_bridge::source::mongo::MongoToken::from_document(&doc! { "_data": "00" }).unwrap()).encode();
-    let mut c = SseClient::connect(&format!("http://{}/streams/r", b.http_addr), Some(&bogus)).await;
+    let bogus = EventId::Mongo(
+        sse_bridge::source::mongo::MongoToken::from_document(&doc! { "_data": "00" }).unwrap(),
+    )
+    .encode();
+    let mut c =
+        SseClient::connect(&format!("http://{}/streams/r", b.http_addr), Some(&bogus)).await;
     assert_eq!(c.status, 200);
     let reset = c.next(T).await.expect("reset");
     assert_eq!(reset.event, "reset");
     let j = json(&reset);
     assert_eq!(j["reason"], "invalid_resume_token", "{j}");
     assert_eq!(j["resumed_from"], "now");
-    let coll = mongo_client(&uri).await.database("sse").collection::<Document>(&coll_name);
+    let coll = mongo_client(&uri)
+        .await
+        .database("sse")
+        .collection::<Document>(&coll_name);
     coll.insert_one(doc! { "name": "fresh" }).await.unwrap();
     assert_eq!(names(&c.take(1, T).await), ["fresh"]);
-    assert_eq!(metric(b.admin_addr, "sse_bridge_resumes_total{outcome=\"reset\",route=\"r\"}").await, 1.0);
+    assert_eq!(
+        metric(
+            b.admin_addr,
+            "sse_bridge_resumes_total{outcome=\"reset\",route=\"r\"}"
+        )
+        .await,
+        1.0
+    );
     b.shutdown().await;
 }
 
@@ -183,9 +262,19 @@ async fn match_pipeline_filters_on_the_server() {
     );
     let b = bridge(&toml).await;
     let mut c = SseClient::connect(&format!("http://{}/streams/r", b.http_addr), None).await;
-    let coll = mongo_client(&uri).await.database("sse").collection::<Document>(&coll_name);
-    for (name, kind) in [("k1", "keep"), ("d1", "drop"), ("k2", "keep"), ("d2", "drop")] {
-        coll.insert_one(doc! { "name": name, "kind": kind }).await.unwrap();
+    let coll = mongo_client(&uri)
+        .await
+        .database("sse")
+        .collection::<Document>(&coll_name);
+    for (name, kind) in [
+        ("k1", "keep"),
+        ("d1", "drop"),
+        ("k2", "keep"),
+        ("d2", "drop"),
+    ] {
+        coll.insert_one(doc! { "name": name, "kind": kind })
+            .await
+            .unwrap();
     }
     assert_eq!(names(&c.take(2, T).await), ["k1", "k2"]);
     c.expect_quiet(Duration::from_millis(700)).await;
@@ -198,12 +287,18 @@ async fn invalidate_on_drop_and_the_route_keeps_serving() {
     let coll_name = unique("drop");
     let b = bridge(&mongo_config("r", &uri, "sse", &coll_name, "")).await;
     let mut c = SseClient::connect(&format!("http://{}/streams/r", b.http_addr), None).await;
-    let coll = mongo_client(&uri).await.database("sse").collection::<Document>(&coll_name);
+    let coll = mongo_client(&uri)
+        .await
+        .database("sse")
+        .collection::<Document>(&coll_name);
     coll.insert_one(doc! { "name": "before" }).await.unwrap();
     assert_eq!(names(&c.take(1, T).await), ["before"]);
     coll.drop().await.unwrap();
     let evs = c.take(2, T).await;
-    assert_eq!(evs.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(), ["drop", "invalidate"]);
+    assert_eq!(
+        evs.iter().map(|e| e.event.as_str()).collect::<Vec<_>>(),
+        ["drop", "invalidate"]
+    );
     coll.insert_one(doc! { "name": "recreated" }).await.unwrap();
     let e = c.take(1, T).await;
     assert_eq!(e[0].event, "insert");

@@ -351,7 +351,9 @@ pub fn mongo_uri() -> String {
 
 /// A driver client on `uri`.
 pub async fn mongo_client(uri: &str) -> mongodb::Client {
-    let mut o = mongodb::options::ClientOptions::parse(uri).await.expect("mongo uri");
+    let mut o = mongodb::options::ClientOptions::parse(uri)
+        .await
+        .expect("mongo uri");
     o.server_selection_timeout = Some(Duration::from_secs(10));
     mongodb::Client::with_options(o).expect("mongo client")
 }
@@ -379,4 +381,21 @@ collection = "{coll}"
 full_document = "updateLookup"
 "#
     )
+}
+
+/// A child process killed when dropped (so a failing test leaves no server behind).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl KillOnDrop {
+    /// Kill now and wait.
+    pub fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }

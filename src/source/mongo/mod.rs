@@ -19,7 +19,6 @@ use mongodb::change_stream::event::{ChangeStreamEvent, ResumeToken};
 use mongodb::change_stream::ChangeStream;
 use mongodb::Client;
 use serde_json::json;
-use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{redact_uri, FullDocument, FullDocumentBeforeChange, MongoSourceConfig};
@@ -45,7 +44,7 @@ pub(crate) enum Start {
     /// After this token.
     After(ResumeToken),
     /// After this token, even an `invalidate` one.
-    StartAfter(ResumeToken),
+    AfterEvenInvalidate(ResumeToken),
     /// At this cluster time.
     At(Timestamp),
 }
@@ -57,7 +56,7 @@ pub struct MongoSource {
     encoder: ChangeEncoder,
     hub: Arc<Hub>,
     metrics: RouteMetrics,
-    client: OnceCell<Client>,
+    client: parking_lot::Mutex<Option<Client>>,
 }
 
 /// Server error codes meaning a token can no longer (or never could) be resumed from.
@@ -90,7 +89,7 @@ impl MongoSource {
             cfg,
             hub,
             metrics,
-            client: OnceCell::new(),
+            client: parking_lot::Mutex::new(None),
         })
     }
 
@@ -109,17 +108,28 @@ impl MongoSource {
         shared::run(self, cancel).await
     }
 
-    async fn client(&self) -> Result<&Client, SourceError> {
-        self.client
-            .get_or_try_init(|| async {
-                let mut opts = mongodb::options::ClientOptions::parse(&self.cfg.uri).await?;
-                opts.app_name = Some(format!("sse-bridge-{}", self.route));
-                opts.server_selection_timeout = Some(Duration::from_secs(5));
-                opts.connect_timeout = Some(Duration::from_secs(5));
-                Client::with_options(opts)
-            })
+    async fn client(&self) -> Result<Client, SourceError> {
+        if let Some(c) = self.client.lock().as_ref() {
+            return Ok(c.clone());
+        }
+        let make = async {
+            let mut opts = mongodb::options::ClientOptions::parse(&self.cfg.uri).await?;
+            opts.app_name = Some(format!("sse-bridge-{}", self.route));
+            opts.server_selection_timeout = Some(Duration::from_secs(5));
+            opts.connect_timeout = Some(Duration::from_secs(5));
+            Client::with_options(opts)
+        };
+        let c = make
             .await
-            .map_err(|e| SourceError::Unavailable(redact_uri(&e.to_string())))
+            .map_err(|e| SourceError::Unavailable(redact_uri(&e.to_string())))?;
+        *self.client.lock() = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Forget the client after a failure: the next open starts a fresh one (fresh
+    /// sessions and cluster time, as after a server restart).
+    pub(crate) fn reset_client(&self) {
+        self.client.lock().take();
     }
 
     /// Open a change stream on the route's target.
@@ -131,6 +141,7 @@ impl MongoSource {
             Ok(c) => c,
             Err(e) => return Err(mongodb::error::Error::custom(e.to_string())),
         };
+        let client = &client;
         let db = self.cfg.database.as_ref().map(|d| client.database(d));
         let coll = match (&db, &self.cfg.collection) {
             (Some(db), Some(c)) => Some(db.collection::<Document>(c)),
@@ -153,7 +164,7 @@ impl MongoSource {
         match start {
             Start::Now => w.await,
             Start::After(t) => w.resume_after(t).await,
-            Start::StartAfter(t) => w.start_after(t).await,
+            Start::AfterEvenInvalidate(t) => w.start_after(t).await,
             Start::At(ts) => w.start_at_operation_time(ts).await,
         }
     }

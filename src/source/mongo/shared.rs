@@ -45,20 +45,27 @@ fn token_wire(t: &mongodb::change_stream::event::ResumeToken) -> Option<Bytes> {
 pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
     let mut backoff = Duration::from_millis(250);
     let mut start_after_invalidate = false;
+    // The token of the last change published: after a failure the stream reopens from
+    // here rather than from the (later) idle position. Only no-ops lie between the two,
+    // so nothing repeats; and if the server lost writes in a crash, resuming from a real
+    // change fails loudly (a reset) instead of silently skipping what it writes next.
+    let mut last_change: Option<Bytes> = None;
     loop {
         let (_, head) = src.hub.head();
         let Position::Mongo(h) = head else { return };
-        let token = EventId::decode(&String::from_utf8_lossy(&h))
+        let from = last_change.clone().unwrap_or(h);
+        let token = EventId::decode(&String::from_utf8_lossy(&from))
             .ok()
             .and_then(|id| match id {
                 EventId::Mongo(t) => t.to_resume_token(),
                 _ => None,
             });
         let start = match token {
-            Some(t) if start_after_invalidate => Start::StartAfter(t),
+            Some(t) if start_after_invalidate => Start::AfterEvenInvalidate(t),
             Some(t) => Start::After(t),
             None => Start::Now,
         };
+        tracing::debug!(route = %src.route, start = ?start, "opening change stream");
         let opened = tokio::select! {
             _ = cancel.cancelled() => return,
             r = src.open(start) => r,
@@ -122,9 +129,11 @@ pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
             };
             match r {
                 Ok(Some(doc)) => {
+                    tracing::debug!(route = %src.route, op = ?doc.get_str("operationType"), "change");
                     src.metrics.source_records.inc();
                     let invalidate = doc.get_str("operationType") == Ok("invalidate");
                     if let Some(ev) = event_of(&src, &doc) {
+                        last_change = Some(ev.id());
                         src.hub.publish([ev]);
                     }
                     if invalidate {
@@ -134,11 +143,19 @@ pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
                     }
                 }
                 Ok(None) => {
+                    if !stream.is_alive() {
+                        // The server closed the cursor (seen after a server restart):
+                        // reopen from the last position.
+                        tracing::debug!(route = %src.route, "change stream cursor closed; reopening");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        break;
+                    }
                     if let Some(id) = stream.resume_token().as_ref().and_then(token_wire) {
                         let (_, Position::Mongo(h)) = src.hub.head() else {
                             return;
                         };
                         if h != id {
+                            tracing::trace!(route = %src.route, token = %String::from_utf8_lossy(&id), "idle position");
                             src.hub.set_head(|p| *p = Position::Mongo(id));
                         }
                     }
@@ -154,6 +171,7 @@ pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
 
 async fn fail(src: &MongoSource, err: &str, cancel: &CancellationToken, backoff: &mut Duration) {
     let err = redact_uri(err);
+    src.reset_client();
     src.metrics.source_errors.inc();
     warn!(route = %src.route, error = %err, retry_in = ?backoff, "mongodb change stream failed");
     src.hub.set_state(|s| {
