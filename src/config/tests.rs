@@ -110,3 +110,39 @@ fn missing_file_is_an_error() {
     let e = Settings::load(std::path::Path::new("/nonexistent/x.toml")).unwrap_err();
     assert!(e.to_string().contains("does not exist"));
 }
+
+#[test]
+fn mongodb_routes_are_validated() {
+    let bad = r#"
+[[routes]]
+name = "m"
+start = "earliest"
+payload = "value"
+event_name = { header = "type" }
+source = { type = "mongodb", uri = "http://nope", collection = "c", pipeline = [ { "$match" = {}, "$project" = {} }, 5 ] }
+"#;
+    let e = load(bad, &[]).unwrap_err();
+    let got: Vec<String> = e.problems.iter().map(|p| p.path.clone()).collect();
+    for want in [
+        "routes[0].payload",
+        "routes[0].source.uri",
+        "routes[0].source.database",
+        "routes[0].source.pipeline[0]",
+        "routes[0].source.pipeline[1]",
+        "routes[0].event_name.header",
+        "routes[0].start",
+    ] {
+        assert!(got.iter().any(|g| g == want), "missing {want} in {got:?}");
+    }
+    let good = r#"
+[[routes]]
+name = "m"
+source = { type = "mongodb", uri = "mongodb://u:secret@h:1/?replicaSet=rs", database = "d", full_document = "updateLookup" }
+"#;
+    let s = load(good, &[]).unwrap();
+    assert_eq!(s.routes[0].payload_mode(), PayloadMode::Change);
+    assert!(
+        !format!("{:?}", s.routes[0].source).contains("secret"),
+        "credentials never printed"
+    );
+}
