@@ -2,8 +2,9 @@
 //!
 //! Module map, in the order an event flows through them:
 //! - [`config`]: TOML + env settings, validated as a whole (every problem with its path).
-//! - [`source`]: the closed set of source adapters; [`source::kafka`] runs one shared
-//!   consumer per route, plans client starts and reads catch-up ranges.
+//! - [`source`]: the closed set of source adapters, one shared reader per route:
+//!   [`source::kafka`] (consumer of every partition; client plans; catch-up ranges) and
+//!   [`source::mongo`] (change stream; opaque resume tokens; per-client catch-up streams).
 //! - [`hub`]: a route's bus — a bounded ring of frames encoded once, shared by every
 //!   client, doubling as the replay buffer.
 //! - [`event_id`]: the one place positions become SSE ids (and back).
@@ -11,9 +12,9 @@
 //!   and the admin server (`/metrics`, `/healthz`, `/readyz`).
 //! - [`metrics`]: Prometheus families on one registry, per-route handles.
 //!
-//! A record read by a source becomes a frame (`id:` = route position after it), is
-//! pushed to the hub, and each client's stream writes it as-is or, while the client's own
-//! position differs from the route's, under the client's id.
+//! A record or change read by a source becomes a frame (`id:` = route position after it),
+//! is pushed to the hub, and each client's stream writes it as-is or, while the client's
+//! own position differs from the route's, under the client's id.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

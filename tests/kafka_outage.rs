@@ -32,37 +32,6 @@ fn start_broker(port: u16, dir: &std::path::Path) -> KillOnDrop {
         .expect("nisshi on PATH: run the tests with scripts/test, which installs it")
 }
 
-async fn wait_port(port: u16) {
-    for _ in 0..300 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("broker did not listen on {port}");
-}
-
-async fn ready_status(admin: std::net::SocketAddr) -> u16 {
-    reqwest::get(format!("http://{admin}/readyz"))
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-}
-
-async fn wait_status(admin: std::net::SocketAddr, want: u16, within: Duration) {
-    let deadline = tokio::time::Instant::now() + within;
-    while ready_status(admin).await != want {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz never became {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_broker_and_the_route_recovers() {
     init_logs();

@@ -35,37 +35,6 @@ fn start_server(port: u16, dir: &std::path::Path) -> KillOnDrop {
         .expect("start SecantusDB")
 }
 
-async fn wait_port(port: u16) {
-    for _ in 0..600 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("SecantusDB did not listen on {port}");
-}
-
-async fn wait_status(admin: std::net::SocketAddr, want: u16) {
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        let got = reqwest::get(format!("http://{admin}/readyz"))
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(0);
-        if got == want {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz never became {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn names(evs: &[sse_bridge::http::sse_parse::Event]) -> Vec<String> {
     evs.iter()
         .map(|e| {
@@ -98,7 +67,7 @@ async fn route_survives_a_database_restart() {
     let b = sse_bridge::start(settings(&mongo_config("r", &uri, "sse", "outage", "")))
         .await
         .unwrap();
-    wait_status(b.admin_addr, 200).await;
+    wait_status(b.admin_addr, 200, T).await;
     let mut c = SseClient::connect(&format!("http://{}/streams/r", b.http_addr), None).await;
     assert_eq!(c.status, 200);
     for n in ["one", "two"] {
@@ -107,7 +76,7 @@ async fn route_survives_a_database_restart() {
     let mut got = names(&c.take(2, T).await);
 
     server.stop();
-    wait_status(b.admin_addr, 503).await;
+    wait_status(b.admin_addr, 503, T).await;
     let ready: serde_json::Value = reqwest::get(format!("http://{}/readyz", b.admin_addr))
         .await
         .unwrap()
@@ -118,7 +87,7 @@ async fn route_survives_a_database_restart() {
 
     let mut server = start_server(port, dir.path());
     wait_port(port).await;
-    wait_status(b.admin_addr, 200).await;
+    wait_status(b.admin_addr, 200, T).await;
     let coll = mongo_client(&uri)
         .await
         .database("sse")

@@ -399,3 +399,36 @@ impl Drop for KillOnDrop {
         self.stop();
     }
 }
+
+/// Wait until something listens on 127.0.0.1:`port` (a server just started).
+pub async fn wait_port(port: u16) {
+    for _ in 0..600 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nothing listened on port {port} within 60 s");
+}
+
+/// Wait until `/readyz` answers `want`.
+pub async fn wait_status(admin: std::net::SocketAddr, want: u16, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got = reqwest::get(format!("http://{admin}/readyz"))
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never became {want} (last {got})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
