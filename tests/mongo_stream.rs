@@ -305,3 +305,35 @@ async fn invalidate_on_drop_and_the_route_keeps_serving() {
     assert_eq!(names(&e), ["recreated"]);
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_starts_at_an_operation_time() {
+    let uri = mongo_uri();
+    let coll_name = unique("since");
+    let coll = mongo_client(&uri)
+        .await
+        .database("sse")
+        .collection::<Document>(&coll_name);
+    insert_n(&coll, "old", 3).await;
+    // Cluster times have one-second resolution: leave a clear gap around the cut.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let cut = chrono::Utc::now().timestamp_millis() - 1000;
+    let new = insert_n(&coll, "new", 3).await;
+    let b = bridge(&mongo_config("r", &uri, "sse", &coll_name, "")).await;
+    let mut c = SseClient::connect(
+        &format!("http://{}/streams/r?since={cut}", b.http_addr),
+        None,
+    )
+    .await;
+    assert_eq!(c.status, 200);
+    let got = c.take(3, T).await;
+    assert_eq!(names(&got), new);
+    coll.insert_one(doc! { "name": "live" }).await.unwrap();
+    assert_eq!(
+        names(&c.take(1, T).await),
+        ["live"],
+        "then joins the live stream"
+    );
+    c.expect_quiet(Duration::from_millis(500)).await;
+    b.shutdown().await;
+}
