@@ -126,12 +126,22 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let stop_accepting = CancellationToken::new();
     let admin_stop = CancellationToken::new();
     let grace = settings.server.shutdown_grace;
+    let capacity = http::Capacity {
+        max: connection_budget(settings.server.max_connections),
+        open: Default::default(),
+        refused: app.metrics.rejected.with_label_values(&["503"]),
+    };
+    info!(
+        max_connections = capacity.max,
+        "stream server connection limit"
+    );
     tracker.spawn(http::serve(
         listener,
         http::routes::filter(app.clone()),
         stop_accepting.clone(),
         grace,
         "streams",
+        Some(capacity),
     ));
     tracker.spawn(http::serve(
         admin,
@@ -139,6 +149,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         admin_stop.clone(),
         Duration::from_secs(1),
         "admin",
+        None,
     ));
     info!(%http_addr, %admin_addr, routes = app.routes.len(), "sse-bridge listening");
     Ok(Running {
@@ -151,6 +162,23 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         tracker,
         grace,
     })
+}
+
+/// Descriptors kept out of the connection budget (sources, admin, logs, catch-up reads).
+const FD_RESERVE: u64 = 512;
+
+/// Raise the open-files soft limit to the hard limit (logging both) and derive the stream
+/// server's connection limit from it, unless `configured` sets one.
+fn connection_budget(configured: usize) -> usize {
+    let before = rlimit::getrlimit(rlimit::Resource::NOFILE).ok();
+    let raised = rlimit::increase_nofile_limit(u64::MAX).ok();
+    let (soft_before, hard) = before.unwrap_or((0, 0));
+    let soft = raised.unwrap_or(soft_before);
+    info!(soft_before, soft, hard, "open files limit");
+    if configured > 0 {
+        return configured;
+    }
+    usize::try_from(soft.saturating_sub(FD_RESERVE).max(64)).unwrap_or(usize::MAX)
 }
 
 impl Running {

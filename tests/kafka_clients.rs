@@ -168,3 +168,50 @@ async fn clients_leaving_free_their_connections_and_shutdown_ends_streams() {
         "admin closed after shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_capacity_connections_get_503_not_a_stall() {
+    let topic = unique("capacity");
+    create_topic(&topic, 1).await;
+    let toml = config("r", &topic, "").replace(
+        "source_wait = \"3s\"",
+        "source_wait = \"3s\"\nmax_connections = 3",
+    );
+    let b = bridge(&toml).await;
+    let url = format!("http://{}/streams/r", b.http_addr);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let c = SseClient::connect(&url, None).await;
+        assert_eq!(c.status, 200);
+        held.push(c);
+    }
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "over_capacity"
+    );
+    assert_eq!(
+        metric(
+            b.admin_addr,
+            "sse_bridge_requests_rejected_total{status=\"503\"}"
+        )
+        .await,
+        1.0
+    );
+    held.pop();
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let c = SseClient::connect(&url, None).await;
+        if c.status == 200 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a freed slot is reused"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    b.shutdown().await;
+}

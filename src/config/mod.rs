@@ -63,6 +63,9 @@ pub struct ServerConfig {
     /// How long a new client waits for its route's source to become ready before a 503.
     #[serde(with = "humantime_serde")]
     pub source_wait: Duration,
+    /// Most open connections on the stream server; beyond it new connections get a 503.
+    /// 0: the open-files limit (raised to its hard limit at start) minus a reserve of 512.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +79,7 @@ impl Default for ServerConfig {
             log_format: LogFormat::Text,
             shutdown_grace: Duration::from_secs(10),
             source_wait: Duration::from_secs(10),
+            max_connections: 0,
         }
     }
 }

@@ -67,14 +67,62 @@ pub struct ConnInfo {
     pub kill: CancellationToken,
 }
 
+/// How many connections a server holds, and what happens beyond.
+#[derive(Clone)]
+pub struct Capacity {
+    /// Most open connections.
+    pub max: usize,
+    /// Open connections now.
+    pub open: Arc<std::sync::atomic::AtomicUsize>,
+    /// Counts connections refused for capacity.
+    pub refused: prometheus::IntCounter,
+}
+
+/// Decrements the open-connection count when a connection ends.
+struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Answer 503 and close: the server is at its connection limit (which keeps descriptors
+/// in reserve, so this never runs out of them).
+async fn refuse(mut tcp: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Read the request head first: clients do not expect an answer before asking.
+    let mut buf = [0u8; 2048];
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Ok(n) = tcp.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            if seen.windows(4).any(|w| w == b"\r\n\r\n") || seen.len() > 16 * 1024 {
+                break;
+            }
+        }
+    })
+    .await;
+    let body = r#"{"error":"over_capacity","message":"this instance holds its maximum of connections; retry (another replica may have room)"}"#;
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(resp.as_bytes())).await;
+}
+
 /// Serve `filter` on `listener` until `stop` fires, then wait up to `grace` for open
-/// connections to finish.
+/// connections to finish; beyond `capacity`, new connections get a 503.
 pub async fn serve<F>(
     listener: TcpListener,
     filter: F,
     stop: CancellationToken,
     grace: Duration,
     name: &'static str,
+    capacity: Option<Capacity>,
 ) where
     F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible>
         + Clone
@@ -97,6 +145,18 @@ pub async fn serve<F>(
                 }
             },
         };
+        let slot = match &capacity {
+            Some(c) if c.open.load(std::sync::atomic::Ordering::Relaxed) >= c.max => {
+                c.refused.inc();
+                tokio::spawn(refuse(tcp));
+                continue;
+            }
+            Some(c) => {
+                c.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Some(Slot(c.open.clone()))
+            }
+            None => None,
+        };
         let _ = tcp.set_nodelay(true);
         let kill = CancellationToken::new();
         let svc = warp::service(filter.clone());
@@ -115,6 +175,7 @@ pub async fn serve<F>(
             .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(svc));
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
+            let _slot = slot;
             tokio::select! {
                 r = conn => if let Err(e) = r {
                     debug!(error = %e, "connection ended with error");
