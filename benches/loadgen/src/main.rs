@@ -8,6 +8,7 @@ mod demo;
 mod proc_stats;
 mod produce;
 mod report;
+mod storm;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -45,6 +46,33 @@ enum Cmd {
         /// Milliseconds between events.
         #[arg(long, default_value_t = 500)]
         every_ms: u64,
+    },
+    /// Reconnect storm: all clients resume at once after the bridge restarts.
+    Storm {
+        /// Stream URL.
+        #[arg(long)]
+        url: String,
+        /// Admin URL of the (restarted) bridge, for its resume metrics.
+        #[arg(long)]
+        admin: String,
+        #[arg(long)]
+        clients: usize,
+        #[arg(long, default_value_t = 1)]
+        sources: usize,
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        /// Events per second produced throughout.
+        #[arg(long, default_value_t = 20)]
+        rate: u64,
+        /// Shell command that restarts the bridge and returns once it is ready.
+        #[arg(long)]
+        restart_cmd: String,
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        #[arg(long, default_value = "reconnect-storm")]
+        label: String,
     },
     /// Hold N idle connections; report server memory per connection.
     Idle(Common),
@@ -96,7 +124,7 @@ struct Common {
     hold: f64,
 }
 
-fn parse_url(u: &str) -> anyhow::Result<(SocketAddr, String)> {
+pub(crate) fn parse_url(u: &str) -> anyhow::Result<(SocketAddr, String)> {
     let rest = u
         .strip_prefix("http://")
         .ok_or_else(|| anyhow::anyhow!("url must be http://"))?;
@@ -186,6 +214,32 @@ async fn main() -> anyhow::Result<()> {
             topic,
             every_ms,
         } => demo::run(&brokers, &topic, Duration::from_millis(every_ms)).await,
+        Cmd::Storm {
+            url,
+            admin,
+            clients,
+            sources,
+            brokers,
+            topic,
+            rate,
+            restart_cmd,
+            json,
+            label,
+        } => {
+            let r = storm::run(storm::Storm {
+                url,
+                admin,
+                clients,
+                sources,
+                brokers,
+                topic,
+                rate,
+                restart_cmd,
+                label,
+            })
+            .await?;
+            report::emit(&r, json.as_deref())
+        }
         Cmd::Idle(c) => {
             let before = proc_stats::sample(&c.pid);
             let t0 = tokio::time::Instant::now();
