@@ -40,6 +40,9 @@ pub struct ConnResult {
     pub last_id: String,
     /// Error, if the connection failed.
     pub error: Option<String>,
+    /// Events below this sequence predate the measurement (a peer replaying its buffer
+    /// on connect) and are ignored.
+    pub window_start: Option<u64>,
 }
 
 /// Microseconds since the epoch.
@@ -75,10 +78,12 @@ pub async fn run(
     totals: Arc<Totals>,
     stop: tokio::sync::watch::Receiver<bool>,
     expect_from: Option<u64>,
+    ignore_before: Option<u64>,
     connect_permit: tokio::sync::OwnedSemaphorePermit,
 ) -> ConnResult {
     let mut r = ConnResult {
         next_seq: expect_from,
+        window_start: ignore_before,
         ..ConnResult::default()
     };
     let mut permit = Some(connect_permit);
@@ -117,7 +122,9 @@ async fn read(
     tcp.set_nodelay(true)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
     tokio::spawn(conn);
-    let mut req = http::Request::get(path).header("host", server.to_string());
+    let mut req = http::Request::get(path)
+        .header("host", server.to_string())
+        .header("accept", "text/event-stream");
     if let Some(id) = &last_id {
         req = req.header("last-event-id", id.as_str());
     }
@@ -150,8 +157,14 @@ async fn read(
         let now = now_us();
         let before = r.events;
         for ev in events.drain(..) {
+            let seq = field(&ev.data, "\"seq\":");
+            if let (Some(seq), Some(w)) = (seq, r.window_start) {
+                if seq < w {
+                    continue;
+                }
+            }
             r.events += 1;
-            if let Some(seq) = field(&ev.data, "\"seq\":") {
+            if let Some(seq) = seq {
                 match r.next_seq {
                     Some(n) if seq > n => r.missing += seq - n,
                     Some(n) if seq < n => r.duplicated += 1,

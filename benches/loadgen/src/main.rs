@@ -81,11 +81,14 @@ enum Cmd {
         #[command(flatten)]
         common: Common,
         /// Kafka brokers.
-        #[arg(long)]
+        #[arg(long, default_value = "")]
         brokers: String,
         /// Topic the route reads (one partition).
-        #[arg(long)]
+        #[arg(long, default_value = "")]
         topic: String,
+        /// Publish by HTTP POST here instead of producing to Kafka (Nchan's publisher).
+        #[arg(long)]
+        publish_url: Option<String>,
         /// Events per second produced.
         #[arg(long)]
         rate: u64,
@@ -168,6 +171,7 @@ async fn open(c: &Common, expect_from: Option<u64>) -> anyhow::Result<Fleet> {
             None,
             totals,
             stop_rx,
+            expect_from,
             expect_from,
             permit,
         )));
@@ -257,61 +261,67 @@ async fn main() -> anyhow::Result<()> {
             common: c,
             brokers,
             topic,
+            publish_url,
             rate,
             duration,
             pad,
         } => {
+            if let Some(url) = publish_url {
+                return fanout_http(c, url, rate, duration, pad).await;
+            }
             let p = produce::producer(&brokers)?;
             // Warm the path (metadata, connections) before measuring.
             let seq0 = produce::produce(&p, &topic, 10, Duration::from_millis(200), 0, pad).await?;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            let before = proc_stats::sample(&c.pid);
-            let fleet = open(&c, Some(seq0)).await?;
-            let connected = proc_stats::sample(&c.pid);
-            let t0 = tokio::time::Instant::now();
-            let produce_task = {
-                let topic = topic.clone();
-                tokio::spawn(async move {
-                    produce::produce(
-                        &p,
-                        &topic,
-                        rate,
-                        Duration::from_secs_f64(duration),
-                        seq0,
-                        pad,
-                    )
-                    .await
-                })
-            };
-            let peak = proc_stats::peak_rss(&c.pid, Duration::from_secs_f64(duration)).await;
-            let end_seq = produce_task.await??;
-            let produce_s = t0.elapsed().as_secs_f64();
-            // Wait until every connection has everything, or the hold time passes.
-            let want = (end_seq - seq0) * c.clients as u64;
-            let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(c.hold);
-            while fleet.totals.events.load(Ordering::Relaxed) < want
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            let elapsed = t0.elapsed().as_secs_f64();
-            let after = proc_stats::sample(&c.pid);
-            let results = close(fleet).await;
-            let r = report::fanout(report::FanoutInput {
-                label: &c.label,
-                clients: c.clients,
-                rate,
-                produced: end_seq - seq0,
-                seq0,
-                produce_s,
-                elapsed_s: elapsed,
-                before,
-                connected,
-                after,
-                peak_rss: peak,
-                results: &results,
-            });
-            report::emit(&r, c.json.as_deref())
+            let dur = Duration::from_secs_f64(duration);
+            fanout_run(c, rate, duration, seq0, async move { produce::produce(&p, &topic, rate, dur, seq0, pad).await }).await
         }
     }
+}
+
+/// Fan-out against a server fed by HTTP publishes (Nchan).
+async fn fanout_http(c: Common, url: String, rate: u64, duration: f64, pad: usize) -> anyhow::Result<()> {
+    let seq0 = produce::publish_http(&url, 10, Duration::from_millis(200), 0, pad).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dur = Duration::from_secs_f64(duration);
+    fanout_run(c, rate, duration, seq0, async move { produce::publish_http(&url, rate, dur, seq0, pad).await }).await
+}
+
+/// Connect every client, run `produce`, measure, report.
+async fn fanout_run<F>(c: Common, rate: u64, duration: f64, seq0: u64, produce: F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<u64>> + Send + 'static,
+{
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = proc_stats::sample(&c.pid);
+    let fleet = open(&c, Some(seq0)).await?;
+    let connected = proc_stats::sample(&c.pid);
+    let t0 = tokio::time::Instant::now();
+    let produce_task = tokio::spawn(produce);
+    let peak = proc_stats::peak_rss(&c.pid, Duration::from_secs_f64(duration)).await;
+    let end_seq = produce_task.await??;
+    let produce_s = t0.elapsed().as_secs_f64();
+    // Wait until every connection has everything, or the hold time passes.
+    let want = (end_seq - seq0) * c.clients as u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(c.hold);
+    while fleet.totals.events.load(Ordering::Relaxed) < want && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let after = proc_stats::sample(&c.pid);
+    let results = close(fleet).await;
+    let r = report::fanout(report::FanoutInput {
+        label: &c.label,
+        clients: c.clients,
+        rate,
+        produced: end_seq - seq0,
+        seq0,
+        produce_s,
+        elapsed_s: elapsed,
+        before,
+        connected,
+        after,
+        peak_rss: peak,
+        results: &results,
+    });
+    report::emit(&r, c.json.as_deref())
 }

@@ -83,3 +83,36 @@ pub async fn produce(
 fn tracing_free_log(e: &rdkafka::error::KafkaError) {
     eprintln!("produce: {e}");
 }
+
+/// Publish like [`produce`], by HTTP POST to `url` (Nchan's publisher endpoint), one
+/// request at a time on one keep-alive connection (so events stay in order).
+pub async fn publish_http(url: &str, rate: u64, dur: Duration, seq0: u64, pad: usize) -> anyhow::Result<u64> {
+    use http_body_util::{BodyExt, Full};
+    let (addr, path) = crate::parse_url(url)?;
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let padding = "x".repeat(pad);
+    let start = tokio::time::Instant::now();
+    let mut seq = seq0;
+    let total = (rate as f64 * dur.as_secs_f64()) as u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    while seq - seq0 < total {
+        tick.tick().await;
+        let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+        while seq - seq0 < due {
+            let v = format!("{{\"seq\":{seq},\"ts\":{},\"pad\":\"{padding}\"}}", now_us());
+            let req = http::Request::post(path.as_str())
+                .header("host", addr.to_string())
+                .header("content-type", "application/json")
+                .body(Full::new(bytes::Bytes::from(v)))?;
+            let resp = sender.send_request(req).await?;
+            anyhow::ensure!(resp.status().is_success(), "publish: {}", resp.status());
+            let _ = resp.into_body().collect().await;
+            seq += 1;
+        }
+    }
+    Ok(seq)
+}

@@ -118,6 +118,9 @@ pub fn fanout(i: FanoutInput<'_>) -> Value {
         "connections_with_loss_or_error": lossy,
         "errors_sample": errors,
         "produce_seconds": i.produce_s,
+        // A publisher that waits on each publish (Nchan's HTTP endpoint answers after
+        // fanning out) falls behind the offered rate when the server saturates.
+        "achieved_rate_events_per_s": i.produced as f64 / i.produce_s.max(1e-9),
         "deliveries_per_second": delivered as f64 / i.produce_s.max(1e-9),
         "latency_ms": { "p50": percentile(&lat, 0.50), "p99": percentile(&lat, 0.99), "max": lat.last().map_or(f64::NAN, |m| f64::from(*m) / 1000.0) },
         "server_cpu_seconds": cpu,

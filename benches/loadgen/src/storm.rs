@@ -60,6 +60,7 @@ async fn fleet(
             totals.clone(),
             stop_rx.clone(),
             Some(from),
+            None,
             permit,
         )));
     }
