@@ -273,21 +273,39 @@ async fn main() -> anyhow::Result<()> {
             // Warm the path (metadata, connections) before measuring.
             let seq0 = produce::produce(&p, &topic, 10, Duration::from_millis(200), 0, pad).await?;
             let dur = Duration::from_secs_f64(duration);
-            fanout_run(c, rate, duration, seq0, async move { produce::produce(&p, &topic, rate, dur, seq0, pad).await }).await
+            fanout_run(c, rate, duration, seq0, async move {
+                produce::produce(&p, &topic, rate, dur, seq0, pad).await
+            })
+            .await
         }
     }
 }
 
 /// Fan-out against a server fed by HTTP publishes (Nchan).
-async fn fanout_http(c: Common, url: String, rate: u64, duration: f64, pad: usize) -> anyhow::Result<()> {
+async fn fanout_http(
+    c: Common,
+    url: String,
+    rate: u64,
+    duration: f64,
+    pad: usize,
+) -> anyhow::Result<()> {
     let seq0 = produce::publish_http(&url, 10, Duration::from_millis(200), 0, pad).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let dur = Duration::from_secs_f64(duration);
-    fanout_run(c, rate, duration, seq0, async move { produce::publish_http(&url, rate, dur, seq0, pad).await }).await
+    fanout_run(c, rate, duration, seq0, async move {
+        produce::publish_http(&url, rate, dur, seq0, pad).await
+    })
+    .await
 }
 
 /// Connect every client, run `produce`, measure, report.
-async fn fanout_run<F>(c: Common, rate: u64, duration: f64, seq0: u64, produce: F) -> anyhow::Result<()>
+async fn fanout_run<F>(
+    c: Common,
+    rate: u64,
+    duration: f64,
+    seq0: u64,
+    produce: F,
+) -> anyhow::Result<()>
 where
     F: std::future::Future<Output = anyhow::Result<u64>> + Send + 'static,
 {
@@ -303,7 +321,9 @@ where
     // Wait until every connection has everything, or the hold time passes.
     let want = (end_seq - seq0) * c.clients as u64;
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(c.hold);
-    while fleet.totals.events.load(Ordering::Relaxed) < want && tokio::time::Instant::now() < deadline {
+    while fleet.totals.events.load(Ordering::Relaxed) < want
+        && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let elapsed = t0.elapsed().as_secs_f64();

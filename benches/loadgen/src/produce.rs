@@ -86,12 +86,19 @@ fn tracing_free_log(e: &rdkafka::error::KafkaError) {
 
 /// Publish like [`produce`], by HTTP POST to `url` (Nchan's publisher endpoint), one
 /// request at a time on one keep-alive connection (so events stay in order).
-pub async fn publish_http(url: &str, rate: u64, dur: Duration, seq0: u64, pad: usize) -> anyhow::Result<u64> {
+pub async fn publish_http(
+    url: &str,
+    rate: u64,
+    dur: Duration,
+    seq0: u64,
+    pad: usize,
+) -> anyhow::Result<u64> {
     use http_body_util::{BodyExt, Full};
     let (addr, path) = crate::parse_url(url)?;
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
     tokio::spawn(conn);
     let padding = "x".repeat(pad);
     let start = tokio::time::Instant::now();
@@ -103,7 +110,10 @@ pub async fn publish_http(url: &str, rate: u64, dur: Duration, seq0: u64, pad: u
         tick.tick().await;
         let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
         while seq - seq0 < due {
-            let v = format!("{{\"seq\":{seq},\"ts\":{},\"pad\":\"{padding}\"}}", now_us());
+            let v = format!(
+                "{{\"seq\":{seq},\"ts\":{},\"pad\":\"{padding}\"}}",
+                now_us()
+            );
             let req = http::Request::post(path.as_str())
                 .header("host", addr.to_string())
                 .header("content-type", "application/json")
