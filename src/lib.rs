@@ -8,8 +8,9 @@
 //! - [`hub`]: a route's bus — a bounded ring of frames encoded once, shared by every
 //!   client, doubling as the replay buffer.
 //! - [`event_id`]: the one place positions become SSE ids (and back).
-//! - [`http`]: the stream server (routes, per-client streams, SSE framing, JSON errors)
-//!   and the admin server (`/metrics`, `/healthz`, `/readyz`).
+//! - [`http`]: the stream server (streams written straight to sockets by
+//!   [`http::native`]; everything else through warp: routes, CORS, JSON errors), per-client
+//!   streams, SSE framing, and the admin server (`/metrics`, `/healthz`, `/readyz`).
 //! - [`metrics`]: Prometheus families on one registry, per-route handles.
 //!
 //! A record or change read by a source becomes a frame (`id:` = route position after it),
@@ -142,6 +143,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         grace,
         "streams",
         Some(capacity),
+        Some(app.clone()),
     ));
     tracker.spawn(http::serve(
         admin,
@@ -149,6 +151,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         admin_stop.clone(),
         Duration::from_secs(1),
         "admin",
+        None,
         None,
     ));
     info!(%http_addr, %admin_addr, routes = app.routes.len(), "sse-bridge listening");

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod errors;
+pub mod native;
 pub mod routes;
 pub mod sse;
 pub mod sse_parse;
@@ -123,6 +124,7 @@ pub async fn serve<F>(
     grace: Duration,
     name: &'static str,
     capacity: Option<Capacity>,
+    streams: Option<Arc<App>>,
 ) where
     F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible>
         + Clone
@@ -132,6 +134,7 @@ pub async fn serve<F>(
     F::Future: Send,
 {
     let graceful = GracefulShutdown::new();
+    let native_tasks = tokio_util::task::TaskTracker::new();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -167,17 +170,37 @@ pub async fn serve<F>(
                 kill: kill.clone(),
             },
         };
-        // HTTP/1.1 only: what EventSource speaks without TLS, and the smallest
-        // per-connection state.
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(svc));
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        let watcher = graceful.watcher();
+        let app = streams.clone();
+        native_tasks.spawn(async move {
             let _slot = slot;
+            let mut tcp = tcp;
+            let prefix = match app {
+                None => Vec::new(),
+                Some(app) => match native::read_head(&mut tcp, &app).await {
+                    native::Head::Close => return,
+                    native::Head::Stream {
+                        path,
+                        query,
+                        headers,
+                    } => {
+                        native::serve_stream(tcp, app, path, query, headers, kill).await;
+                        return;
+                    }
+                    native::Head::Other(prefix) => prefix,
+                },
+            };
+            // HTTP/1.1 only: what EventSource speaks without TLS, and the smallest
+            // per-connection state.
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(
+                    TokioIo::new(native::Prefixed::new(prefix, tcp)),
+                    TowerToHyperService::new(svc),
+                );
             tokio::select! {
-                r = conn => if let Err(e) = r {
+                r = watcher.watch(conn) => if let Err(e) = r {
                     debug!(error = %e, "connection ended with error");
                 },
                 _ = kill.cancelled() => debug!(%peer, "connection closed by the server"),
@@ -185,8 +208,13 @@ pub async fn serve<F>(
         });
     }
     drop(listener);
+    native_tasks.close();
+    let all = async {
+        graceful.shutdown().await;
+        native_tasks.wait().await;
+    };
     tokio::select! {
-        _ = graceful.shutdown() => info!(server = name, "all connections closed"),
+        _ = all => info!(server = name, "all connections closed"),
         _ = tokio::time::sleep(grace) => warn!(server = name, "grace period over; closing remaining connections"),
     }
 }

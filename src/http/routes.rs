@@ -10,7 +10,7 @@ use warp::Filter;
 
 use super::errors::{json_error, method_not_allowed, not_found, unavailable};
 use super::stream::{ClientStream, StreamSettings};
-use super::{App, ConnInfo};
+use super::{App, ConnInfo, RouteEntry};
 use crate::event_id::EventId;
 use crate::metrics::ResumeOutcome;
 use crate::source::{ClientStart, SourceError};
@@ -53,7 +53,7 @@ pub fn filter(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
 }
 
 /// Add CORS headers when `origin` is allowed.
-fn cors(app: &App, origin: Option<&HeaderValue>, h: &mut HeaderMap) {
+pub(crate) fn cors(app: &App, origin: Option<&HeaderValue>, h: &mut HeaderMap) {
     let Some(origin) = origin else { return };
     let allowed = &app.server.cors_origins;
     let ok = allowed
@@ -98,8 +98,38 @@ async fn handle(
     if method != Method::GET {
         return method_not_allowed("GET, OPTIONS");
     }
+    let stream = match open_stream(app, route, headers, query, kill).await {
+        Ok(s) => s,
+        Err(resp) => return *resp,
+    };
+    let mut r = warp::reply::stream(stream.into_body()).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+/// Check and plan a GET on `route`: the client's stream, or the error response.
+pub async fn open_stream(
+    app: &App,
+    route: &RouteEntry,
+    headers: &HeaderMap,
+    query: &str,
+    kill: CancellationToken,
+) -> Result<ClientStream, Box<Response>> {
     if app.draining.is_cancelled() {
-        return unavailable("draining", "this instance is shutting down; reconnect", 1);
+        return Err(Box::new(unavailable(
+            "draining",
+            "this instance is shutting down; reconnect",
+            1,
+        )));
     }
     let start = match start_of(headers, query) {
         Ok(s) => s,
@@ -109,29 +139,35 @@ async fn handle(
                 .hub()
                 .metrics()
                 .resumed(ResumeOutcome::Malformed);
-            return *resp;
+            return Err(resp);
         }
     };
     let hub = route.source.hub();
     if !hub.wait_ready(app.server.source_wait).await {
         let err = hub.state().last_error.unwrap_or_else(|| "starting".into());
-        return unavailable(
+        return Err(Box::new(unavailable(
             "source_unavailable",
             format!("route `{}` source is not ready: {err}", route.name),
             2,
-        );
+        )));
     }
     let plan = match route.source.plan(start).await {
         Ok(p) => p,
         Err(SourceError::WrongKind) => {
             hub.metrics().resumed(ResumeOutcome::Malformed);
-            return json_error(
+            return Err(Box::new(json_error(
                 StatusCode::BAD_REQUEST,
                 "malformed_event_id",
                 "event id does not belong to this route's source",
-            );
+            )));
         }
-        Err(e) => return unavailable("source_unavailable", e.to_string(), 2),
+        Err(e) => {
+            return Err(Box::new(unavailable(
+                "source_unavailable",
+                e.to_string(),
+                2,
+            )))
+        }
     };
     let settings = StreamSettings {
         heartbeat: app.server.heartbeat_interval,
@@ -145,18 +181,7 @@ async fn handle(
         app.streams.clone(),
         kill,
     );
-    let mut r = warp::reply::stream(stream.into_body()).into_response();
-    let h = r.headers_mut();
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache"),
-    );
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    r
+    Ok(stream)
 }
 
 /// The client's start: `Last-Event-ID` header first (a browser's reconnect), then

@@ -102,13 +102,18 @@ impl ClientStream {
     ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + Sync + 'static {
         let s = futures::stream::unfold(self, |mut c| async move {
             let chunk = c.next_chunk().await?;
-            c.metrics.bytes_sent.inc_by(chunk.len() as u64);
-            // Heartbeats go out after a full interval without any write.
-            let next = Instant::now() + c.heartbeat_every;
-            c.heartbeat.as_mut().reset(next);
+            c.wrote(chunk.len());
             Some((Ok(chunk), c))
         });
         sync_wrapper::SyncStream::new(Box::pin(s))
+    }
+
+    /// Account for `len` bytes handed to the socket: metrics, and the next heartbeat is a
+    /// full interval away.
+    pub fn wrote(&mut self, len: usize) {
+        self.metrics.bytes_sent.inc_by(len as u64);
+        let next = Instant::now() + self.heartbeat_every;
+        self.heartbeat.as_mut().reset(next);
     }
 
     fn finish(&mut self, reason: DisconnectReason) -> Option<Bytes> {

@@ -1,0 +1,285 @@
+//! The stream server's connections. A `GET` on an SSE route over HTTP/1.1 is answered
+//! here, writing the stream straight to the socket with chunked framing: once a stream
+//! runs, a connection holds no HTTP buffers, only its stream state (a few KiB per idle
+//! client). Every other request — preflights, unknown paths, wrong methods, anything
+//! unusual — goes to the warp filter through hyper, with the bytes already read replayed.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body_util::BodyExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use warp::reply::Response;
+
+use super::stream::ClientStream;
+use super::{routes, App};
+
+/// Longest request head read before answering 431.
+const MAX_HEAD: usize = 16 * 1024;
+/// Time a client gets to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the first bytes of a connection asked for.
+pub enum Head {
+    /// A stream request to answer here.
+    Stream {
+        /// Route path.
+        path: String,
+        /// Raw query string.
+        query: String,
+        /// Request headers.
+        headers: HeaderMap,
+    },
+    /// Anything else: hand the bytes read so far to hyper.
+    Other(Vec<u8>),
+    /// The client went away or sent too much; close.
+    Close,
+}
+
+/// Read the request head and decide who answers it.
+pub async fn read_head(tcp: &mut TcpStream, app: &App) -> Head {
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    let read = tokio::time::timeout(HEAD_TIMEOUT, async {
+        loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                return Some(end + 4);
+            }
+            if buf.len() >= MAX_HEAD {
+                return None;
+            }
+            buf.reserve(1024);
+            match tcp.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    let Ok(Some(head_len)) = read else {
+        if buf.len() >= MAX_HEAD {
+            let _ = tcp
+                .write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\ncontent-length: 66\r\nconnection: close\r\n\r\n{\"error\":\"headers_too_large\",\"message\":\"request head over 16 KiB\"}")
+                .await;
+        }
+        return Head::Close;
+    };
+    match parse(&buf, head_len, app) {
+        Some(h) => h,
+        None => Head::Other(buf),
+    }
+}
+
+/// A stream request, if the head is one this path serves.
+fn parse(buf: &[u8], head_len: usize, app: &App) -> Option<Head> {
+    let mut raw = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut raw);
+    if !matches!(
+        req.parse(&buf[..head_len]),
+        Ok(httparse::Status::Complete(_))
+    ) || head_len != buf.len()
+    {
+        return None;
+    }
+    if req.method != Some("GET") || req.version != Some(1) {
+        return None;
+    }
+    let target = req.path?;
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if !app.by_path.contains_key(path) {
+        return None;
+    }
+    let mut headers = HeaderMap::new();
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        if name == http::header::UPGRADE || name == http::header::EXPECT {
+            return None;
+        }
+        headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
+    }
+    Some(Head::Stream {
+        path: path.to_owned(),
+        query: query.to_owned(),
+        headers,
+    })
+}
+
+/// Answer a stream request on `tcp`.
+pub async fn serve_stream(
+    mut tcp: TcpStream,
+    app: Arc<App>,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+    kill: CancellationToken,
+) {
+    let Some(route) = app.by_path.get(&path).cloned() else {
+        return;
+    };
+    let origin = headers.get(http::header::ORIGIN).cloned();
+    let mut extra = HeaderMap::new();
+    routes::cors(&app, origin.as_ref(), &mut extra);
+    let stream = match routes::open_stream(&app, &route, &headers, &query, kill.clone()).await {
+        Ok(s) => s,
+        Err(resp) => {
+            let mut resp = *resp;
+            resp.headers_mut().extend(extra);
+            app.metrics
+                .rejected
+                .with_label_values(&[resp.status().as_str()])
+                .inc();
+            write_response(&mut tcp, resp).await;
+            return;
+        }
+    };
+    drop(headers);
+    let mut head = String::from(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\ntransfer-encoding: chunked\r\n",
+    );
+    for (k, v) in &extra {
+        if let Ok(v) = v.to_str() {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    head.push_str("\r\n");
+    if tcp.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    drop(head);
+    pump(tcp, stream, kill).await;
+}
+
+/// Write the stream's chunks until it ends, the client goes away or the connection is
+/// killed (too slow).
+async fn pump(mut tcp: TcpStream, mut stream: ClientStream, kill: CancellationToken) {
+    let (mut rd, mut wr) = tcp.split();
+    // Long-lived watchers (not re-armed per chunk): the client closing, the connection
+    // being killed.
+    let gone = gone(&mut rd);
+    tokio::pin!(gone);
+    let killed = kill.cancelled();
+    tokio::pin!(killed);
+    loop {
+        let chunk = tokio::select! {
+            c = stream.next_chunk() => c,
+            _ = &mut gone => return,
+            _ = &mut killed => return,
+        };
+        let Some(chunk) = chunk else {
+            let _ = wr.write_all(b"0\r\n\r\n").await;
+            return;
+        };
+        let len = chunk.len();
+        let mut framed = Bytes::from(format!("{len:x}\r\n"))
+            .chain(chunk)
+            .chain(&b"\r\n"[..]);
+        tokio::select! {
+            r = wr.write_all_buf(&mut framed) => if r.is_err() { return },
+            _ = &mut killed => return,
+        }
+        stream.wrote(len);
+    }
+}
+
+/// Resolves when the client closes its side (or the socket fails).
+async fn gone(rd: &mut tokio::net::tcp::ReadHalf<'_>) {
+    let mut b = [0u8; 64];
+    loop {
+        match rd.read(&mut b).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Write a complete (error) response and close.
+async fn write_response(tcp: &mut TcpStream, resp: Response) {
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let mut head = format!(
+        "HTTP/1.1 {} {}\r\n",
+        parts.status.as_u16(),
+        parts.status.canonical_reason().unwrap_or("")
+    );
+    for (k, v) in &parts.headers {
+        if k != http::header::CONTENT_LENGTH && k != http::header::CONNECTION {
+            if let Ok(v) = v.to_str() {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+        }
+    }
+    head.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
+    let mut all = Bytes::from(head).chain(body);
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all_buf(&mut all)).await;
+}
+
+/// A socket whose first bytes were already read: they are read again first.
+pub struct Prefixed {
+    prefix: Bytes,
+    io: TcpStream,
+}
+
+impl Prefixed {
+    /// `prefix` then `io`.
+    pub fn new(prefix: Vec<u8>, io: TcpStream) -> Prefixed {
+        Prefixed {
+            prefix: Bytes::from(prefix),
+            io,
+        }
+    }
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(out.remaining());
+            out.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_read(cx, out)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
