@@ -97,7 +97,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             kind: rc.source.kind(),
             path: rc.path(),
             source: src,
-            max_lag: rc.max_client_lag,
+            max_lag: rc.max_client_lag(),
         }));
     }
     let by_path: HashMap<_, _> = routes.iter().map(|r| (r.path.clone(), r.clone())).collect();

@@ -180,15 +180,21 @@ pub struct RouteConfig {
     pub replay: ReplayConfig,
     /// A client this many events behind the newest one is disconnected as too slow
     /// (it reconnects and resumes from its id).
-    #[serde(default = "default_max_client_lag")]
-    pub max_client_lag: usize,
+    /// Default: 4096, or `replay.max_events` when that is smaller.
+    #[serde(default)]
+    pub max_client_lag: Option<usize>,
 }
 
-fn default_max_client_lag() -> usize {
-    4096
-}
+/// The default slow-client bound, before the replay buffer caps it.
+const DEFAULT_MAX_CLIENT_LAG: usize = 4096;
 
 impl RouteConfig {
+    /// The slow-client bound in force.
+    pub fn max_client_lag(&self) -> usize {
+        self.max_client_lag
+            .unwrap_or(DEFAULT_MAX_CLIENT_LAG.min(self.replay.max_events))
+    }
+
     /// The payload mode, with the source's default.
     pub fn payload_mode(&self) -> PayloadMode {
         self.payload.unwrap_or(match self.source {

@@ -156,9 +156,9 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
         if r.replay.max_bytes < 1024 {
             p.push(format!("{at}.replay.max_bytes"), "must be at least 1024");
         }
-        if r.max_client_lag == 0 {
+        if r.max_client_lag == Some(0) {
             p.push(format!("{at}.max_client_lag"), "must be at least 1");
-        } else if r.max_client_lag > r.replay.max_events {
+        } else if r.max_client_lag.is_some_and(|l| l > r.replay.max_events) {
             p.push(
                 format!("{at}.max_client_lag"),
                 "must not exceed replay.max_events (a client that far behind has left the buffer)",

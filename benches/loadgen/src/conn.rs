@@ -62,10 +62,11 @@ fn field(data: &str, name: &str) -> Option<u64> {
     rest[..end].parse().ok()
 }
 
-/// Source address for connection `i` spread over `sources` loopback addresses.
-pub fn source_addr(i: usize, sources: usize) -> SocketAddr {
+/// Source address for connection `i` spread over `sources` loopback addresses from
+/// 127.0.0.`base` (the kernel gives each source address its own ~28k ephemeral ports).
+pub fn source_addr(i: usize, sources: usize, base: u8) -> SocketAddr {
     let n = (i % sources.max(1)) as u8;
-    SocketAddr::from((Ipv4Addr::new(127, 0, 0, 1 + n), 0))
+    SocketAddr::from((Ipv4Addr::new(127, 0, 0, base.saturating_add(n)), 0))
 }
 
 /// Open a stream and read it until `stop` fires or it ends.

@@ -74,6 +74,39 @@ enum Cmd {
         #[arg(long, default_value = "reconnect-storm")]
         label: String,
     },
+    /// Produce `rate` events/s for `duration` seconds to Kafka (a shared producer for
+    /// several `listen` processes).
+    Produce {
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        rate: u64,
+        #[arg(long)]
+        duration: f64,
+        /// First sequence number.
+        #[arg(long, default_value_t = 0)]
+        seq0: u64,
+    },
+    /// Hold N connections for `duration` seconds without producing; report how many of
+    /// `expect` events each received and the latency (events come from `produce`).
+    Listen {
+        #[command(flatten)]
+        common: Common,
+        /// Seconds to listen once every connection is live.
+        #[arg(long)]
+        duration: f64,
+        /// Events every connection should receive.
+        #[arg(long)]
+        expect: u64,
+        /// First sequence number expected.
+        #[arg(long, default_value_t = 0)]
+        seq0: u64,
+        /// Touch this file once every connection is live.
+        #[arg(long)]
+        ready_file: Option<std::path::PathBuf>,
+    },
     /// Hold N idle connections; report server memory per connection.
     Idle(Common),
     /// N connections on one route while events are produced at a fixed rate.
@@ -116,6 +149,9 @@ struct Common {
     /// Loopback source addresses to spread connections over (127.0.0.1..).
     #[arg(long, default_value_t = 1)]
     sources: usize,
+    /// First loopback source address (127.0.0.N).
+    #[arg(long, default_value_t = 1)]
+    source_base: u8,
     /// Write the figures here as JSON.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -160,7 +196,7 @@ async fn open(c: &Common, expect_from: Option<u64>) -> anyhow::Result<Fleet> {
     let mut handles = Vec::with_capacity(c.clients);
     for i in 0..c.clients {
         let (server, path) = targets[i % targets.len()].clone();
-        let local = conn::source_addr(i / targets.len(), c.sources);
+        let local = conn::source_addr(i / targets.len(), c.sources, c.source_base);
         let permit = sem.clone().acquire_owned().await?;
         let totals = totals.clone();
         let stop_rx = stop_rx.clone();
@@ -243,6 +279,73 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
             report::emit(&r, json.as_deref())
+        }
+        Cmd::Produce {
+            brokers,
+            topic,
+            rate,
+            duration,
+            seq0,
+        } => {
+            let p = produce::producer(&brokers)?;
+            let end = produce::produce(
+                &p,
+                &topic,
+                rate,
+                Duration::from_secs_f64(duration),
+                seq0,
+                32,
+            )
+            .await?;
+            println!("{{\"produced\":{},\"next_seq\":{end}}}", end - seq0);
+            Ok(())
+        }
+        Cmd::Listen {
+            common: c,
+            duration,
+            expect,
+            seq0,
+            ready_file,
+        } => {
+            let fleet = open(&c, Some(seq0)).await?;
+            if let Some(f) = ready_file {
+                std::fs::write(f, b"live")?;
+            }
+            let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(duration);
+            let want = expect * c.clients as u64;
+            while fleet.totals.events.load(Ordering::Relaxed) < want
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let failed = fleet.totals.failed.load(Ordering::Relaxed);
+            let results = close(fleet).await;
+            let mut lat: Vec<u32> = results
+                .iter()
+                .flat_map(|r| r.latencies_us.iter().copied())
+                .collect();
+            lat.sort_unstable();
+            let short = results
+                .iter()
+                .filter(|r| r.events < expect || r.missing > 0)
+                .count();
+            let dups: u64 = results.iter().map(|r| r.duplicated).sum();
+            let r = serde_json::json!({
+                "scenario": "listen",
+                "label": c.label,
+                "clients": c.clients,
+                "failed": failed,
+                "expected_per_connection": expect,
+                "delivered": results.iter().map(|r| r.events).sum::<u64>(),
+                "connections_missing_events": short,
+                "duplicated": dups,
+                "latency_ms": {
+                    "p50": lat.get(lat.len() / 2).map(|v| f64::from(*v) / 1000.0),
+                    "p99": lat.get(lat.len() * 99 / 100).map(|v| f64::from(*v) / 1000.0),
+                    "max": lat.last().map(|v| f64::from(*v) / 1000.0),
+                },
+            });
+            report::emit(&r, c.json.as_deref())
         }
         Cmd::Idle(c) => {
             let before = proc_stats::sample(&c.pid);

@@ -55,7 +55,7 @@ async fn fleet(
         handles.push(tokio::spawn(conn::run(
             server,
             path.clone(),
-            conn::source_addr(i, s.sources),
+            conn::source_addr(i, s.sources, 1),
             last_id,
             totals.clone(),
             stop_rx.clone(),
