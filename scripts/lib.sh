@@ -67,7 +67,7 @@ ensure_venv() {
     log "creating $venv"
     python3 -m venv "$venv"
   fi
-  if ! "$venv/bin/pip" show SecantusDB 2>/dev/null | grep -q "^Version: $SECANTUS_VERSION"; then
+  if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('SecantusDB') != '$SECANTUS_VERSION')" 2>/dev/null; then
     log "installing SecantusDB==$SECANTUS_VERSION and pymongo into $venv"
     "$venv/bin/pip" install -q "SecantusDB==$SECANTUS_VERSION" pymongo
   fi
