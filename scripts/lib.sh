@@ -9,7 +9,7 @@ mkdir -p "$WORK"
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 ensure_nisshi() {
-  if command -v nisshi >/dev/null 2>&1 && nisshi --version 2>/dev/null | grep -q "$NISSHI_VERSION"; then
+  if command -v nisshi >/dev/null 2>&1 && [[ "$(nisshi --version 2>/dev/null)" == *"$NISSHI_VERSION"* ]]; then
     return
   fi
   log "installing nisshi $NISSHI_VERSION (Kafka-protocol broker; ~16 minutes on 2 cores, once)"
