@@ -52,19 +52,10 @@ pub enum IdError {
 impl EventId {
     /// Encode to the wire form.
     pub fn encode(&self) -> String {
-        let mut raw = Vec::with_capacity(32);
-        raw.push(VERSION);
         match self {
-            EventId::Kafka(p) => {
-                raw.push(KIND_KAFKA);
-                p.write_binary(&mut raw);
-            }
-            EventId::Mongo(t) => {
-                raw.push(KIND_MONGO);
-                raw.extend_from_slice(&t.0);
-            }
+            EventId::Kafka(p) => encode_kafka(p),
+            EventId::Mongo(t) => wire(KIND_MONGO, |raw| raw.extend_from_slice(&t.0)),
         }
-        URL_SAFE_NO_PAD.encode(raw)
     }
 
     /// Decode the wire form; never panics on any input.
@@ -90,6 +81,20 @@ impl EventId {
             [v, ..] => Err(IdError::Version(*v)),
         }
     }
+}
+
+/// The wire id of a Kafka position, without copying it into an [`EventId`] (the hot
+/// path encodes one per record).
+pub fn encode_kafka(p: &KafkaPosition) -> String {
+    wire(KIND_KAFKA, |raw| p.write_binary(raw))
+}
+
+fn wire(kind: u8, payload: impl FnOnce(&mut Vec<u8>)) -> String {
+    let mut raw = Vec::with_capacity(32);
+    raw.push(VERSION);
+    raw.push(kind);
+    payload(&mut raw);
+    URL_SAFE_NO_PAD.encode(raw)
 }
 
 /// Unsigned LEB128 varint helpers shared by the binary position formats.

@@ -123,7 +123,7 @@ impl Position {
     /// The wire id of this position.
     pub fn encode(&self) -> String {
         match self {
-            Position::Kafka(p) => crate::event_id::EventId::Kafka(p.clone()).encode(),
+            Position::Kafka(p) => crate::event_id::encode_kafka(p),
             Position::Mongo(t) => String::from_utf8_lossy(t).into_owned(),
         }
     }
@@ -196,7 +196,7 @@ impl Cursor {
     /// The client's position as a wire id.
     pub fn encode(&self) -> String {
         match self {
-            Cursor::Kafka(c) => crate::event_id::EventId::Kafka(c.position.clone()).encode(),
+            Cursor::Kafka(c) => crate::event_id::encode_kafka(&c.position),
             Cursor::Mongo(c) => String::from_utf8_lossy(&c.last).into_owned(),
         }
     }

@@ -192,7 +192,7 @@ fn publish(src: &KafkaSource, msg: &BorrowedMessage<'_>) {
         ));
     }
     pos.set(usize::from(ti), p, offset + 1);
-    let id = Position::Kafka(pos).encode();
+    let id = crate::event_id::encode_kafka(&pos);
     events.push(Event {
         frame: src.encoder.encode(msg, &id),
         origin: Origin::Kafka {
@@ -226,7 +226,7 @@ fn reset_event(
             "earliest": next, "latest": latest, "resumed_from": next,
         }],
     });
-    let id = Position::Kafka(pos.clone()).encode();
+    let id = crate::event_id::encode_kafka(pos);
     Event {
         frame: sse::frame(&id, Some("reset"), Some(&data.to_string())),
         origin: Origin::KafkaReset {

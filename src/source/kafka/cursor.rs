@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use super::KafkaPosition;
-use crate::event_id::EventId;
+use crate::event_id::encode_kafka;
 use crate::http::sse;
 use crate::hub::{Origin, Verdict};
 
@@ -58,7 +58,7 @@ impl KafkaCursor {
 
     /// The `id:` line of the current position.
     pub fn id_line(&self) -> Bytes {
-        sse::id_line(&EventId::Kafka(self.position.clone()).encode())
+        sse::id_line(&encode_kafka(&self.position))
     }
 }
 
