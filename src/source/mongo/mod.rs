@@ -283,12 +283,7 @@ impl MongoSource {
             };
         }
         c.joined = false;
-        let token = EventId::decode(&String::from_utf8_lossy(&c.last))
-            .ok()
-            .and_then(|id| match id {
-                EventId::Mongo(t) => t.to_resume_token(),
-                _ => None,
-            });
+        let token = resume_token_of(&c.last);
         let pending = catchup::stream(self.clone(), None, token.map(Start::After));
         Plan {
             cursor: Cursor::Mongo(c),
@@ -297,6 +292,14 @@ impl MongoSource {
             preamble: Vec::new(),
             outcome: Some(ResumeOutcome::Source),
         }
+    }
+}
+
+/// The driver's token behind a wire id, if the id is a MongoDB one.
+fn resume_token_of(wire: &[u8]) -> Option<ResumeToken> {
+    match EventId::decode(&String::from_utf8_lossy(wire)).ok()? {
+        EventId::Mongo(t) => t.to_resume_token(),
+        _ => None,
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{redact_uri, unresumable, MongoSource, MongoToken, Start};
+use super::{redact_uri, resume_token_of, unresumable, MongoSource, MongoToken, Start};
 use crate::event_id::EventId;
 use crate::http::sse;
 use crate::hub::{Event, Origin, Position};
@@ -54,12 +54,7 @@ pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
         let (_, head) = src.hub.head();
         let Position::Mongo(h) = head else { return };
         let from = last_change.clone().unwrap_or(h);
-        let token = EventId::decode(&String::from_utf8_lossy(&from))
-            .ok()
-            .and_then(|id| match id {
-                EventId::Mongo(t) => t.to_resume_token(),
-                _ => None,
-            });
+        let token = resume_token_of(&from);
         let start = match token {
             Some(t) if start_after_invalidate => Start::AfterEvenInvalidate(t),
             Some(t) => Start::After(t),
