@@ -91,28 +91,15 @@ impl Drop for Slot {
 /// Answer 503 and close: the server is at its connection limit (which keeps descriptors
 /// in reserve, so this never runs out of them).
 async fn refuse(mut tcp: tokio::net::TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // Read the request head first: clients do not expect an answer before asking.
-    let mut buf = [0u8; 2048];
-    let mut seen = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        while let Ok(n) = tcp.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&buf[..n]);
-            if seen.windows(4).any(|w| w == b"\r\n\r\n") || seen.len() > 16 * 1024 {
-                break;
-            }
-        }
-    })
-    .await;
-    let body = r#"{"error":"over_capacity","message":"this instance holds its maximum of connections; retry (another replica may have room)"}"#;
-    let resp = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
+    let limit = Duration::from_secs(1);
+    native::read_head_bytes(&mut tcp, limit).await;
+    let resp = errors::unavailable(
+        "over_capacity",
+        "this instance holds its maximum of connections; retry (another replica may have room)",
+        1,
     );
-    let _ = tokio::time::timeout(Duration::from_secs(1), tcp.write_all(resp.as_bytes())).await;
+    native::write_response(&mut tcp, resp, limit).await;
 }
 
 /// Serve `filter` on `listener` until `stop` fires, then wait up to `grace` for open

@@ -43,10 +43,11 @@ pub enum Head {
     Close,
 }
 
-/// Read the request head and decide who answers it.
-pub async fn read_head(tcp: &mut TcpStream, app: &App) -> Head {
+/// Read until the end of a request head (`\r\n\r\n`), at most [`MAX_HEAD`] bytes and
+/// `within`: the bytes read, and the head's length when it is complete.
+pub async fn read_head_bytes(tcp: &mut TcpStream, within: Duration) -> (Vec<u8>, Option<usize>) {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    let read = tokio::time::timeout(HEAD_TIMEOUT, async {
+    let end = tokio::time::timeout(within, async {
         loop {
             if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 return Some(end + 4);
@@ -61,8 +62,16 @@ pub async fn read_head(tcp: &mut TcpStream, app: &App) -> Head {
             }
         }
     })
-    .await;
-    let Ok(Some(head_len)) = read else {
+    .await
+    .ok()
+    .flatten();
+    (buf, end)
+}
+
+/// Read the request head and decide who answers it.
+pub async fn read_head(tcp: &mut TcpStream, app: &App) -> Head {
+    let (buf, end) = read_head_bytes(tcp, HEAD_TIMEOUT).await;
+    let Some(head_len) = end else {
         if buf.len() >= MAX_HEAD {
             let _ = tcp
                 .write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\ncontent-length: 66\r\nconnection: close\r\n\r\n{\"error\":\"headers_too_large\",\"message\":\"request head over 16 KiB\"}")
@@ -134,7 +143,7 @@ pub async fn serve_stream(
                 .rejected
                 .with_label_values(&[resp.status().as_str()])
                 .inc();
-            write_response(&mut tcp, resp).await;
+            write_response(&mut tcp, resp, Duration::from_secs(5)).await;
             return;
         }
     };
@@ -198,8 +207,8 @@ async fn gone(rd: &mut tokio::net::tcp::ReadHalf<'_>) {
     }
 }
 
-/// Write a complete (error) response and close.
-async fn write_response(tcp: &mut TcpStream, resp: Response) {
+/// Write a complete (error) response, giving up after `within`; the caller closes.
+pub async fn write_response(tcp: &mut TcpStream, resp: Response, within: Duration) {
     let (parts, body) = resp.into_parts();
     let body = body
         .collect()
@@ -223,7 +232,7 @@ async fn write_response(tcp: &mut TcpStream, resp: Response) {
         body.len()
     ));
     let mut all = Bytes::from(head).chain(body);
-    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.write_all_buf(&mut all)).await;
+    let _ = tokio::time::timeout(within, tcp.write_all_buf(&mut all)).await;
 }
 
 /// A socket whose first bytes were already read: they are read again first.
