@@ -41,6 +41,45 @@ pub fn producer(brokers: &str) -> anyhow::Result<FutureProducer> {
         .create()?)
 }
 
+/// Paces sends at a fixed rate over a fixed time, in 1 ms ticks.
+struct Pacer {
+    start: tokio::time::Instant,
+    rate: f64,
+    total: u64,
+    tick: tokio::time::Interval,
+}
+
+impl Pacer {
+    fn new(rate: u64, dur: Duration) -> Pacer {
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        Pacer {
+            start: tokio::time::Instant::now(),
+            rate: rate as f64,
+            total: (rate as f64 * dur.as_secs_f64()) as u64,
+            tick,
+        }
+    }
+
+    /// With `sent` events out: waits for the next tick and returns how many should be out
+    /// by now, or `None` once all are.
+    async fn due(&mut self, sent: u64) -> Option<u64> {
+        if sent >= self.total {
+            return None;
+        }
+        self.tick.tick().await;
+        Some(((self.start.elapsed().as_secs_f64() * self.rate) as u64).min(self.total))
+    }
+}
+
+/// The payload of event `seq`, stamped with the time now.
+fn event(seq: u64, padding: &str) -> String {
+    format!(
+        "{{\"seq\":{seq},\"ts\":{},\"pad\":\"{padding}\"}}",
+        now_us()
+    )
+}
+
 /// Produce `rate` events/s for `dur` starting at sequence `seq0`, each `{"seq":N,"ts":µs,"pad":"..."}`;
 /// returns the next sequence number.
 pub async fn produce(
@@ -52,19 +91,11 @@ pub async fn produce(
     pad: usize,
 ) -> anyhow::Result<u64> {
     let padding = "x".repeat(pad);
-    let start = tokio::time::Instant::now();
+    let mut pace = Pacer::new(rate, dur);
     let mut seq = seq0;
-    let total = (rate as f64 * dur.as_secs_f64()) as u64;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    while seq - seq0 < total {
-        tick.tick().await;
-        let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+    while let Some(due) = pace.due(seq - seq0).await {
         while seq - seq0 < due {
-            let v = format!(
-                "{{\"seq\":{seq},\"ts\":{},\"pad\":\"{padding}\"}}",
-                now_us()
-            );
+            let v = event(seq, &padding);
             let rec: FutureRecord<'_, (), String> =
                 FutureRecord::to(topic).partition(0).payload(&v);
             match p.send_result(rec) {
@@ -101,19 +132,11 @@ pub async fn publish_http(
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
     tokio::spawn(conn);
     let padding = "x".repeat(pad);
-    let start = tokio::time::Instant::now();
+    let mut pace = Pacer::new(rate, dur);
     let mut seq = seq0;
-    let total = (rate as f64 * dur.as_secs_f64()) as u64;
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    while seq - seq0 < total {
-        tick.tick().await;
-        let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+    while let Some(due) = pace.due(seq - seq0).await {
         while seq - seq0 < due {
-            let v = format!(
-                "{{\"seq\":{seq},\"ts\":{},\"pad\":\"{padding}\"}}",
-                now_us()
-            );
+            let v = event(seq, &padding);
             let req = http::Request::post(path.as_str())
                 .header("host", addr.to_string())
                 .header("content-type", "application/json")
