@@ -36,11 +36,7 @@ fn start_broker(port: u16, dir: &std::path::Path) -> KillOnDrop {
 async fn readiness_follows_the_broker_and_the_route_recovers() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut broker = start_broker(port, dir.path());
     wait_port(port).await;
     let addr = format!("127.0.0.1:{port}");

@@ -320,11 +320,3 @@ async fn bridge_process_restart_loses_nothing() {
     let _ = proc2.kill();
     let _ = proc2.wait();
 }
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}

@@ -35,26 +35,11 @@ fn start_server(port: u16, dir: &std::path::Path) -> KillOnDrop {
         .expect("start SecantusDB")
 }
 
-fn names(evs: &[sse_bridge::http::sse_parse::Event]) -> Vec<String> {
-    evs.iter()
-        .map(|e| {
-            serde_json::from_str::<serde_json::Value>(&e.data).unwrap()["fullDocument"]["name"]
-                .as_str()
-                .unwrap_or("?")
-                .to_owned()
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_survives_a_database_restart() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let uri = format!("mongodb://127.0.0.1:{port}/?replicaSet=secantus");
     let mut server = start_server(port, dir.path());
     wait_port(port).await;

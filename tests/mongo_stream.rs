@@ -27,17 +27,6 @@ async fn insert_n(coll: &mongodb::Collection<Document>, prefix: &str, n: usize) 
     out
 }
 
-fn names(evs: &[Event]) -> Vec<String> {
-    evs.iter()
-        .map(|e| {
-            json(e)["fullDocument"]["name"]
-                .as_str()
-                .unwrap_or("?")
-                .to_owned()
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operations_arrive_with_names_and_payloads() {
     let uri = mongo_uri();

@@ -140,17 +140,20 @@ pub async fn produce_n(
     out
 }
 
-/// TOML of a one-route config on `topic`, listening on ephemeral ports.
-pub fn config(route: &str, topic: &str, route_extra: &str) -> String {
-    format!(
-        r#"
-[server]
+/// The `[server]` lines every test config shares: ephemeral ports, fast timers.
+const TEST_SERVER: &str = r#"[server]
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
 heartbeat_interval = "1s"
 retry = "500ms"
 shutdown_grace = "2s"
-source_wait = "3s"
+"#;
+
+/// TOML of a one-route config on `topic`, listening on ephemeral ports.
+pub fn config(route: &str, topic: &str, route_extra: &str) -> String {
+    format!(
+        r#"
+{TEST_SERVER}source_wait = "3s"
 cors_origins = ["https://dash.example"]
 
 [[routes]]
@@ -362,13 +365,7 @@ pub async fn mongo_client(uri: &str) -> mongodb::Client {
 pub fn mongo_config(route: &str, uri: &str, db: &str, coll: &str, route_extra: &str) -> String {
     format!(
         r#"
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-heartbeat_interval = "1s"
-retry = "500ms"
-shutdown_grace = "2s"
-source_wait = "5s"
+{TEST_SERVER}source_wait = "5s"
 
 [[routes]]
 name = "{route}"
@@ -431,4 +428,26 @@ pub async fn wait_status(admin: std::net::SocketAddr, want: u16, within: Duratio
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A port nothing listens on now (for servers a test starts and restarts itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `fullDocument.name` of each MongoDB change event ("?" where absent).
+pub fn names(evs: &[Event]) -> Vec<String> {
+    evs.iter()
+        .map(|e| {
+            serde_json::from_str::<serde_json::Value>(&e.data)
+                .unwrap_or_else(|err| panic!("{err}: {}", e.data))["fullDocument"]["name"]
+                .as_str()
+                .unwrap_or("?")
+                .to_owned()
+        })
+        .collect()
 }
