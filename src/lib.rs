@@ -10,12 +10,15 @@
 //! - [`event_id`]: the one place positions become SSE ids (and back).
 //! - [`http`]: the stream server (streams written straight to sockets by
 //!   [`http::native`]; everything else through warp: routes, CORS, JSON errors), per-client
-//!   streams, SSE framing, and the admin server (`/metrics`, `/healthz`, `/readyz`).
+//!   streams, the fan-out writers that write live events to every caught-up client of a
+//!   route ([`http::fanout`]), SSE framing, and the admin server (`/metrics`, `/healthz`,
+//!   `/readyz`).
 //! - [`metrics`]: Prometheus families on one registry, per-route handles.
 //!
 //! A record or change read by a source becomes a frame (`id:` = route position after it),
-//! is pushed to the hub, and each client's stream writes it as-is or, while the client's
-//! own position differs from the route's, under the client's id.
+//! is pushed to the hub; a fan-out writer writes it as-is to every client at the head, and
+//! a client still catching up (or too slow for the writer) writes it from its own task,
+//! under its own id while its position differs from the route's.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -91,6 +94,13 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             hub.clone()
                 .run_reaper(Duration::from_millis(250), sources.child_token()),
         );
+        let fanout = http::fanout::FanOut::start(
+            &hub,
+            settings.server.fanout_writers(),
+            settings.server.heartbeat_interval,
+            &tracker,
+            &sources,
+        );
         let src = source::start(rc, hub, rm, &tracker, sources.child_token());
         routes.push(Arc::new(RouteEntry {
             name: rc.name.clone(),
@@ -98,6 +108,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             path: rc.path(),
             source: src,
             max_lag: rc.max_client_lag(),
+            fanout,
         }));
     }
     let by_path: HashMap<_, _> = routes.iter().map(|r| (r.path.clone(), r.clone())).collect();

@@ -72,6 +72,8 @@ pub struct Metrics {
     consumer_lag: IntGaugeVec,
     resumes: IntCounterVec,
     latency: HistogramVec,
+    fanout_write: HistogramVec,
+    parked: IntGaugeVec,
     replay_events: IntGaugeVec,
     replay_bytes: IntGaugeVec,
     /// Requests refused before a stream opened, by HTTP status.
@@ -184,6 +186,30 @@ impl Metrics {
                     &["route", "outcome"],
                 )?,
             )?,
+            fanout_write: reg(
+                r,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        format!("{p}fanout_write_seconds"),
+                        "Time a fan-out writer took to write one batch of events to every client it holds",
+                    )
+                    .buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                        2.5,
+                    ]),
+                    route,
+                )?,
+            )?,
+            parked: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        format!("{p}fanout_clients"),
+                        "Streams whose live events a fan-out writer is writing",
+                    ),
+                    route,
+                )?,
+            )?,
             latency: reg(
                 r,
                 HistogramVec::new(
@@ -246,6 +272,8 @@ impl Metrics {
             source_errors: self.source_errors.with_label_values(l),
             source_up: self.source_up.with_label_values(l),
             latency: self.latency.with_label_values(l),
+            fanout_write: self.fanout_write.with_label_values(l),
+            parked: self.parked.with_label_values(l),
             replay_events: self.replay_events.with_label_values(l),
             replay_bytes: self.replay_bytes.with_label_values(l),
             disconnects: self.disconnects.clone(),
@@ -282,6 +310,10 @@ pub struct RouteMetrics {
     pub source_up: IntGauge,
     /// Record timestamp to write.
     pub latency: Histogram,
+    /// Time to write one batch to every client of a fan-out writer.
+    pub fanout_write: Histogram,
+    /// Streams held by fan-out writers.
+    pub parked: IntGauge,
     /// Ring occupancy (events).
     pub replay_events: IntGauge,
     /// Ring occupancy (bytes).

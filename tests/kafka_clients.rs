@@ -72,15 +72,7 @@ async fn slow_client_is_disconnected_and_fast_client_keeps_receiving() {
     for batch in 0..20 {
         for i in 0..100 {
             let v = format!("{}:{big}", batch * 100 + i);
-            produce(
-                &p,
-                &topic,
-                Rec {
-                    value: Some(v.as_bytes()),
-                    ..Rec::default()
-                },
-            )
-            .await;
+            produce_text(&p, &topic, &v).await;
         }
         let got = fast.take(100, T).await;
         assert!(

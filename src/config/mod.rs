@@ -66,6 +66,9 @@ pub struct ServerConfig {
     /// Most open connections on the stream server; beyond it new connections get a 503.
     /// 0: the open-files limit (raised to its hard limit at start) minus a reserve of 512.
     pub max_connections: usize,
+    /// Fan-out writer tasks per route, writing live events to caught-up clients; `None`:
+    /// one per CPU core; 0: every client's own task writes its socket.
+    pub fanout_writers: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -80,7 +83,16 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(10),
             source_wait: Duration::from_secs(10),
             max_connections: 0,
+            fanout_writers: None,
         }
+    }
+}
+
+impl ServerConfig {
+    /// Fan-out writers per route: as configured, else one per CPU core.
+    pub fn fanout_writers(&self) -> usize {
+        self.fanout_writers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod errors;
+pub mod fanout;
 pub mod native;
 pub mod routes;
 pub mod sse;
@@ -39,6 +40,8 @@ pub struct RouteEntry {
     pub source: Source,
     /// Events behind the head after which a caught-up client is disconnected.
     pub max_lag: usize,
+    /// Fan-out writers of the route's live clients.
+    pub fanout: fanout::FanOut,
 }
 
 /// Shared state of the HTTP servers.

@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use warp::reply::Response;
 
+use super::fanout::Parking;
 use super::stream::ClientStream;
 use super::{routes, App};
 
@@ -161,27 +162,58 @@ pub async fn serve_stream(
         return;
     }
     drop(head);
-    pump(tcp, stream, kill).await;
+    let parking = route.fanout.place();
+    pump(tcp, stream, kill, parking).await;
 }
 
 /// Write the stream's chunks until it ends, the client goes away or the connection is
-/// killed (too slow).
-async fn pump(mut tcp: TcpStream, mut stream: ClientStream, kill: CancellationToken) {
-    let (mut rd, mut wr) = tcp.split();
+/// killed (too slow). While the stream is live at the head, its socket is parked with a
+/// fan-out writer, which writes the route's events to it; this task then only waits.
+async fn pump(
+    tcp: TcpStream,
+    mut stream: ClientStream,
+    kill: CancellationToken,
+    parking: Option<Parking>,
+) {
+    let tcp = Arc::new(tcp);
     // Long-lived watchers (not re-armed per chunk): the client closing, the connection
     // being killed.
-    let gone = gone(&mut rd);
+    let gone = gone(&tcp);
     tokio::pin!(gone);
     let killed = kill.cancelled();
     tokio::pin!(killed);
+    let cancel = stream.cancel_token().clone();
     loop {
+        if let Some(p) = &parking {
+            if let Some((seq, cursor, last)) = stream.park() {
+                let Some(mut rx) = p.park(tcp.clone(), seq, cursor, last) else {
+                    return;
+                };
+                let back = tokio::select! {
+                    r = &mut rx => r,
+                    _ = &mut gone => { p.leave(); return }
+                    _ = &mut killed => { p.leave(); return }
+                    _ = cancel.cancelled() => { p.leave(); rx.await }
+                };
+                // No answer: the writer found the socket broken.
+                let Ok(back) = back else { return };
+                stream.unpark(back.seq, back.cursor, back.last_write);
+                if let Some(mut rest) = back.pending {
+                    tokio::select! {
+                        r = write_all(&tcp, &mut rest) => if r.is_err() { return },
+                        _ = &mut killed => return,
+                    }
+                }
+                continue;
+            }
+        }
         let chunk = tokio::select! {
             c = stream.next_chunk() => c,
             _ = &mut gone => return,
             _ = &mut killed => return,
         };
         let Some(chunk) = chunk else {
-            let _ = wr.write_all(b"0\r\n\r\n").await;
+            let _ = write_all(&tcp, &mut Bytes::from_static(b"0\r\n\r\n")).await;
             return;
         };
         let len = chunk.len();
@@ -189,20 +221,41 @@ async fn pump(mut tcp: TcpStream, mut stream: ClientStream, kill: CancellationTo
             .chain(chunk)
             .chain(&b"\r\n"[..]);
         tokio::select! {
-            r = wr.write_all_buf(&mut framed) => if r.is_err() { return },
+            r = write_all(&tcp, &mut framed) => if r.is_err() { return },
             _ = &mut killed => return,
         }
         stream.wrote(len);
     }
 }
 
+/// Write all of `buf` to a shared socket.
+async fn write_all(tcp: &TcpStream, buf: &mut impl Buf) -> io::Result<()> {
+    while buf.has_remaining() {
+        let mut slices = [io::IoSlice::new(&[]); 4];
+        let n = buf.chunks_vectored(&mut slices);
+        match tcp.try_write_vectored(&slices[..n]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf.advance(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => tcp.writable().await?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Resolves when the client closes its side (or the socket fails).
-async fn gone(rd: &mut tokio::net::tcp::ReadHalf<'_>) {
+async fn gone(tcp: &TcpStream) {
     let mut b = [0u8; 64];
     loop {
-        match rd.read(&mut b).await {
-            Ok(0) | Err(_) => return,
+        if tcp.readable().await.is_err() {
+            return;
+        }
+        match tcp.try_read(&mut b) {
+            Ok(0) => return,
             Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
         }
     }
 }

@@ -46,6 +46,7 @@ pub struct ClientStream {
     rx: watch::Receiver<u64>,
     heartbeat: Pin<Box<Sleep>>,
     heartbeat_every: Duration,
+    last_write: Instant,
     cancel: CancellationToken,
     caught_up: bool,
     resyncs: u32,
@@ -86,6 +87,7 @@ impl ClientStream {
             preamble,
             heartbeat: Box::pin(tokio::time::sleep(settings.heartbeat)),
             heartbeat_every: settings.heartbeat,
+            last_write: Instant::now(),
             cancel,
             resyncs: 0,
             max_lag: settings.max_lag as u64,
@@ -112,8 +114,43 @@ impl ClientStream {
     /// full interval away.
     pub fn wrote(&mut self, len: usize) {
         self.metrics.bytes_sent.inc_by(len as u64);
-        let next = Instant::now() + self.heartbeat_every;
-        self.heartbeat.as_mut().reset(next);
+        self.last_write = Instant::now();
+        self.heartbeat
+            .as_mut()
+            .reset(self.last_write + self.heartbeat_every);
+    }
+
+    /// When the stream is live at the route's head with shared frames, nothing queued:
+    /// its sequence and position, to hand its socket to a fan-out writer. The reaper
+    /// stops watching it meanwhile (a writer never lets it fall behind).
+    pub fn park(&self) -> Option<(u64, Cursor, Instant)> {
+        if self.reason.is_some()
+            || !self.preamble.is_empty()
+            || self.catchup.is_some()
+            || !self.caught_up
+            || !self.cursor.synced()
+            || self.cancel.is_cancelled()
+        {
+            return None;
+        }
+        self.guard.progress(self.next_seq, false);
+        Some((self.next_seq, self.cursor.clone(), self.last_write))
+    }
+
+    /// Back from a fan-out writer at `seq` with `cursor`, last written at `last_write`.
+    pub fn unpark(&mut self, seq: u64, cursor: Cursor, last_write: Instant) {
+        self.next_seq = seq;
+        self.cursor = cursor;
+        self.last_write = last_write;
+        self.heartbeat
+            .as_mut()
+            .reset(last_write + self.heartbeat_every);
+        self.guard.progress(seq, self.caught_up);
+    }
+
+    /// The token that ends the stream at shutdown.
+    pub fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
     }
 
     fn finish(&mut self, reason: DisconnectReason) -> Option<Bytes> {

@@ -114,6 +114,19 @@ pub async fn produce(p: &FutureProducer, topic: &str, r: Rec<'_>) -> i64 {
     delivery.offset
 }
 
+/// Produce one text record to partition 0.
+pub async fn produce_text(p: &FutureProducer, topic: &str, value: &str) -> i64 {
+    produce(
+        p,
+        topic,
+        Rec {
+            value: Some(value.as_bytes()),
+            ..Rec::default()
+        },
+    )
+    .await
+}
+
 /// Produce `n` text records `"{prefix}-{i}"` round-robin over `partitions` partitions.
 pub async fn produce_n(
     p: &FutureProducer,

@@ -6,11 +6,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use sse_bridge::http::sse_parse::Parser;
 use tokio::net::TcpSocket;
+
+use crate::http1;
 
 /// Shared counters of every connection.
 #[derive(Debug, Default)]
@@ -121,40 +120,33 @@ async fn read(
     sock.bind(local)?;
     let tcp = sock.connect(server).await?;
     tcp.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-    tokio::spawn(conn);
-    let mut req = http::Request::get(path)
-        .header("host", server.to_string())
-        .header("accept", "text/event-stream");
+    let mut headers = Vec::new();
     if let Some(id) = &last_id {
-        req = req.header("last-event-id", id.as_str());
+        headers.push(("last-event-id", id.as_str()));
     }
-    let resp = sender
-        .send_request(req.body(Empty::<Bytes>::new())?)
-        .await?;
-    anyhow::ensure!(resp.status() == 200, "status {}", resp.status());
-    let mut body = resp.into_body();
+    let (status, mut body) = http1::get(tcp, server, path, &headers).await?;
+    anyhow::ensure!(status == 200, "status {status}");
     let mut parser = Parser::default();
     let mut events = Vec::new();
     let mut counted_live = false;
     loop {
-        let frame = tokio::select! {
-            f = body.frame() => f,
+        let mut sink = |data: &[u8]| parser.feed(data, &mut events);
+        let more = tokio::select! {
+            m = body.read(&mut sink) => m?,
             _ = stop.changed() => break,
         };
-        let Some(frame) = frame else {
+        if !more {
             anyhow::bail!("stream ended")
-        };
-        let Ok(data) = frame?.into_data() else {
+        }
+        if events.is_empty() && counted_live {
             continue;
-        };
+        }
         if !counted_live {
             counted_live = true;
             // Connected and streaming: let the next connection attempt start.
             permit.take();
             totals.live.fetch_add(1, Ordering::Relaxed);
         }
-        parser.feed(&data, &mut events);
         let now = now_us();
         let before = r.events;
         for ev in events.drain(..) {

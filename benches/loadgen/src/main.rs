@@ -5,6 +5,7 @@
 
 mod conn;
 mod demo;
+mod http1;
 mod proc_stats;
 mod produce;
 mod report;
