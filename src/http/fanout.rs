@@ -216,6 +216,9 @@ impl Writer {
             if beat {
                 self.heartbeats();
             }
+            // A round never awaits: let the source's reader (and every other task on
+            // this thread) run before the next one.
+            tokio::task::yield_now().await;
         }
         // Shutting down: every client goes back to its own task.
         let ids: Vec<u64> = self.parked.keys().copied().collect();
