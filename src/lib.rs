@@ -7,6 +7,8 @@
 //!   [`source::mongo`] (change stream; opaque resume tokens; per-client catch-up streams).
 //! - [`hub`]: a route's bus — a bounded ring of frames encoded once, shared by every
 //!   client, doubling as the replay buffer.
+//! - [`auth`]: JWT verification of clients (algorithm and key fixed by config), token
+//!   extraction from header, query or cookie.
 //! - [`event_id`]: the one place positions become SSE ids (and back).
 //! - [`http`]: the stream server (streams written straight to sockets by
 //!   [`http::native`]; everything else through warp: routes, CORS, JSON errors), per-client
@@ -22,6 +24,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod event_id;
 pub mod http;
@@ -55,6 +58,14 @@ pub enum StartError {
         addr: SocketAddr,
         /// The OS error.
         source: std::io::Error,
+    },
+    /// A route's keys could not be loaded.
+    #[error("{field}: {message}")]
+    Auth {
+        /// The field at fault.
+        field: String,
+        /// What is wrong.
+        message: String,
     },
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
@@ -101,6 +112,15 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             &tracker,
             &sources,
         );
+        let auth = match &rc.auth {
+            config::AuthConfig::None => None,
+            config::AuthConfig::Jwt(j) => Some(Arc::new(auth::Authenticator::new(j).map_err(
+                |(field, msg)| StartError::Auth {
+                    field: format!("routes.{}.auth.{field}", rc.name),
+                    message: msg,
+                },
+            )?)),
+        };
         let src = source::start(rc, hub, rm, &tracker, sources.child_token());
         routes.push(Arc::new(RouteEntry {
             name: rc.name.clone(),
@@ -109,6 +129,10 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             source: src,
             max_lag: rc.max_client_lag(),
             fanout,
+            auth,
+            access: rc.access(),
+            selectors: rc.access().selectors(),
+            open: Arc::default(),
         }));
     }
     let by_path: HashMap<_, _> = routes.iter().map(|r| (r.path.clone(), r.clone())).collect();
@@ -119,6 +143,13 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         metrics,
         draining: CancellationToken::new(),
         streams: CancellationToken::new(),
+        per_ip: Arc::default(),
+        trusted_proxies: settings
+            .server
+            .trusted_proxies
+            .iter()
+            .filter_map(|n| config::access::parse_net(n).ok())
+            .collect(),
     });
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)

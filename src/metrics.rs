@@ -18,6 +18,10 @@ pub enum DisconnectReason {
     Shutdown,
     /// The source failed while serving the client.
     SourceError,
+    /// The client's token expired.
+    TokenExpired,
+    /// The stream reached `server.max_connection_age`.
+    MaxAge,
 }
 
 impl DisconnectReason {
@@ -28,6 +32,8 @@ impl DisconnectReason {
             DisconnectReason::SlowClient => "slow_client",
             DisconnectReason::Shutdown => "shutdown",
             DisconnectReason::SourceError => "source_error",
+            DisconnectReason::TokenExpired => "token_expired",
+            DisconnectReason::MaxAge => "max_age",
         }
     }
 }

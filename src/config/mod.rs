@@ -2,6 +2,7 @@
 //! `SSE_BRIDGE__SECTION__KEY` environment variables, then validated as a whole
 //! (see [`validate`]) so that every problem is reported at once with its path.
 
+pub mod access;
 pub(crate) mod validate;
 
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crate::source::SourceConfig;
+pub use access::{AuthConfig, ClaimFilter, JwtAlgorithm, JwtConfig, RouteAccess, Selector};
 pub use validate::{ConfigError, Problem};
 
 /// Prefix of environment variables that override the file (`SSE_BRIDGE__SERVER__LISTEN`).
@@ -69,6 +71,17 @@ pub struct ServerConfig {
     /// Fan-out writer tasks per route, writing live events to caught-up clients; `None`:
     /// one per CPU core; 0: every client's own task writes its socket.
     pub fanout_writers: Option<usize>,
+    /// Most open streams from one client address (0: no limit); beyond it, 429.
+    pub max_connections_per_ip: usize,
+    /// Header carrying the client's address when the peer is a trusted proxy
+    /// (e.g. `x-forwarded-for`: its last address not itself a trusted proxy).
+    pub client_ip_header: Option<String>,
+    /// Networks (CIDR) of proxies whose `client_ip_header` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// Streams older than this close cleanly (a heartbeat with their position first), so
+    /// clients rebalance over replicas and resume; unset: no limit.
+    #[serde(with = "humantime_serde")]
+    pub max_connection_age: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +97,10 @@ impl Default for ServerConfig {
             source_wait: Duration::from_secs(10),
             max_connections: 0,
             fanout_writers: None,
+            max_connections_per_ip: 0,
+            client_ip_header: None,
+            trusted_proxies: Vec::new(),
+            max_connection_age: None,
         }
     }
 }
@@ -195,6 +212,24 @@ pub struct RouteConfig {
     /// Default: 4096, or `replay.max_events` when that is smaller.
     #[serde(default)]
     pub max_client_lag: Option<usize>,
+    /// Authentication of clients (`none` by default).
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Equalities every client is bound to, by token claim (needs `auth`).
+    #[serde(default)]
+    pub filters: Vec<ClaimFilter>,
+    /// Selectors a client may narrow by with query parameters of the same name.
+    #[serde(default)]
+    pub client_filters: Vec<Selector>,
+    /// Most open streams on this route (0: no limit beyond the server's); beyond it, 503.
+    #[serde(default)]
+    pub max_connections: usize,
+    /// Origins allowed for this route (replaces `server.cors_origins` when set).
+    #[serde(default)]
+    pub cors_origins: Option<Vec<String>>,
+    /// Send `Access-Control-Allow-Credentials: true` to allowed origins (cookie auth).
+    #[serde(default)]
+    pub cors_credentials: bool,
 }
 
 /// The default slow-client bound, before the replay buffer caps it.
@@ -213,6 +248,18 @@ impl RouteConfig {
             SourceConfig::Kafka(_) => PayloadMode::Value,
             SourceConfig::Mongo(_) => PayloadMode::Change,
         })
+    }
+
+    /// The route's access settings.
+    pub fn access(&self) -> RouteAccess {
+        RouteAccess {
+            auth: self.auth.clone(),
+            filters: self.filters.clone(),
+            client_filters: self.client_filters.clone(),
+            max_connections: self.max_connections,
+            cors_origins: self.cors_origins.clone(),
+            cors_credentials: self.cors_credentials,
+        }
     }
 
     /// The URL path this route is served on.

@@ -84,6 +84,22 @@ fn is_event_name(s: &str) -> bool {
     !s.is_empty() && !s.contains(['\r', '\n', '\0'])
 }
 
+/// Check a list of CORS origins at `path`.
+pub(super) fn check_origins(path: &str, origins: &[String], p: &mut Problems) {
+    for (i, origin) in origins.iter().enumerate() {
+        let ok = origin == "*"
+            || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.ends_with('/')
+                && !origin.contains(char::is_whitespace));
+        if !ok {
+            p.push(
+                format!("{path}[{i}]"),
+                "must be `*` or an origin like `https://dash.example.com` (scheme and host, no path)",
+            );
+        }
+    }
+}
+
 pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
     let mut p = Problems::default();
     let s = &settings.server;
@@ -96,17 +112,20 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
     if s.retry.as_millis() == 0 {
         p.push("server.retry", "must be greater than zero");
     }
-    for (i, origin) in s.cors_origins.iter().enumerate() {
-        let ok = origin == "*"
-            || ((origin.starts_with("http://") || origin.starts_with("https://"))
-                && !origin.ends_with('/')
-                && !origin.contains(char::is_whitespace));
-        if !ok {
-            p.push(
-                format!("server.cors_origins[{i}]"),
-                "must be `*` or an origin like `https://dash.example.com` (scheme and host, no path)",
-            );
+    check_origins("server.cors_origins", &s.cors_origins, &mut p);
+    for (i, n) in s.trusted_proxies.iter().enumerate() {
+        if let Err(e) = super::access::parse_net(n) {
+            p.push(format!("server.trusted_proxies[{i}]"), e);
         }
+    }
+    if s.client_ip_header.is_some() && s.trusted_proxies.is_empty() {
+        p.push(
+            "server.client_ip_header",
+            "needs server.trusted_proxies (a header from anyone else is not believed)",
+        );
+    }
+    if s.max_connection_age.is_some_and(|a| a.as_secs() < 1) {
+        p.push("server.max_connection_age", "must be at least 1s");
     }
     if settings.routes.is_empty() {
         p.push("routes", "at least one route is required");
@@ -187,6 +206,7 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
                 format!("must be {allowed} for a {} source", r.source.kind()),
             );
         }
+        super::access::validate_route(&at, r, &mut p);
         match &r.source {
             SourceConfig::Kafka(k) => k.validate(&format!("{at}.source"), &mut p),
             SourceConfig::Mongo(m) => {

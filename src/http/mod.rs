@@ -2,9 +2,11 @@
 //! server, SSE framing and parsing, and JSON errors. Handlers talk to the hub and the
 //! source's planner, never to Kafka directly.
 
+pub mod access;
 pub mod admin;
 pub mod errors;
 pub mod fanout;
+pub mod limits;
 pub mod native;
 pub mod routes;
 pub mod sse;
@@ -42,6 +44,14 @@ pub struct RouteEntry {
     pub max_lag: usize,
     /// Fan-out writers of the route's live clients.
     pub fanout: fanout::FanOut,
+    /// Token verifier, when the route authenticates.
+    pub auth: Option<Arc<crate::auth::Authenticator>>,
+    /// Access settings (filters, limits, CORS).
+    pub access: crate::config::RouteAccess,
+    /// The selectors the route's events carry values for.
+    pub selectors: Vec<crate::config::Selector>,
+    /// Open streams.
+    pub open: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Shared state of the HTTP servers.
@@ -58,6 +68,10 @@ pub struct App {
     pub draining: CancellationToken,
     /// Fires when open streams must end.
     pub streams: CancellationToken,
+    /// Open streams per client address.
+    pub per_ip: Arc<limits::PerIp>,
+    /// Proxies whose client address header is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The connection a request came on, put in request extensions: the peer address, and a
@@ -174,7 +188,7 @@ pub async fn serve<F>(
                         query,
                         headers,
                     } => {
-                        native::serve_stream(tcp, app, path, query, headers, kill).await;
+                        native::serve_stream(tcp, app, path, query, headers, kill, peer).await;
                         return;
                     }
                     native::Head::Other(prefix) => prefix,

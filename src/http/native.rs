@@ -128,14 +128,16 @@ pub async fn serve_stream(
     query: String,
     headers: HeaderMap,
     kill: CancellationToken,
+    peer: std::net::SocketAddr,
 ) {
     let Some(route) = app.by_path.get(&path).cloned() else {
         return;
     };
     let origin = headers.get(http::header::ORIGIN).cloned();
     let mut extra = HeaderMap::new();
-    routes::cors(&app, origin.as_ref(), &mut extra);
-    let stream = match routes::open_stream(&app, &route, &headers, &query, kill.clone()).await {
+    routes::cors(&app, Some(&route), origin.as_ref(), &mut extra);
+    let stream = match routes::open_stream(&app, &route, &headers, &query, kill.clone(), peer).await
+    {
         Ok(s) => s,
         Err(resp) => {
             let mut resp = *resp;
@@ -189,11 +191,14 @@ async fn pump(
                 let Some(mut rx) = p.park(tcp.clone(), seq, cursor, last) else {
                     return;
                 };
+                let ends = stream.ends_at();
                 let back = tokio::select! {
                     r = &mut rx => r,
                     _ = &mut gone => { p.leave(); return }
                     _ = &mut killed => { p.leave(); return }
                     _ = cancel.cancelled() => { p.leave(); rx.await }
+                    // Token expiry or maximum age: the stream's own task writes the end.
+                    _ = sleep_until_opt(ends) => { p.leave(); rx.await }
                 };
                 // No answer: the writer found the socket broken.
                 let Ok(back) = back else { return };
@@ -225,6 +230,14 @@ async fn pump(
             _ = &mut killed => return,
         }
         stream.wrote(len);
+    }
+}
+
+/// Sleep until `at`, or forever.
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -36,26 +36,37 @@ pub fn filter(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
                 let app = app.clone();
                 async move {
                     let origin = headers.get(http::header::ORIGIN).cloned();
-                    let kill = conn.map(|c| c.kill).unwrap_or_default();
+                    let (kill, peer) = conn
+                        .map(|c| (c.kill, c.addr))
+                        .unwrap_or_else(|| (CancellationToken::new(), ([0, 0, 0, 0], 0).into()));
+                    let route = app.by_path.get(path.as_str()).cloned();
                     let mut resp =
-                        handle(&app, method, path.as_str(), &headers, &query, kill).await;
+                        handle(&app, method, path.as_str(), &headers, &query, kill, peer).await;
                     if resp.status().is_client_error() || resp.status().is_server_error() {
                         app.metrics
                             .rejected
                             .with_label_values(&[resp.status().as_str()])
                             .inc();
                     }
-                    cors(&app, origin.as_ref(), resp.headers_mut());
+                    cors(&app, route.as_deref(), origin.as_ref(), resp.headers_mut());
                     resp
                 }
             },
         )
 }
 
-/// Add CORS headers when `origin` is allowed.
-pub(crate) fn cors(app: &App, origin: Option<&HeaderValue>, h: &mut HeaderMap) {
+/// Add CORS headers when `origin` is allowed (by the route's own list, else the
+/// server's).
+pub(crate) fn cors(
+    app: &App,
+    route: Option<&RouteEntry>,
+    origin: Option<&HeaderValue>,
+    h: &mut HeaderMap,
+) {
     let Some(origin) = origin else { return };
-    let allowed = &app.server.cors_origins;
+    let allowed = route
+        .and_then(|r| r.access.cors_origins.as_ref())
+        .unwrap_or(&app.server.cors_origins);
     let ok = allowed
         .iter()
         .any(|a| a == "*" || origin.as_bytes() == a.as_bytes());
@@ -68,6 +79,12 @@ pub(crate) fn cors(app: &App, origin: Option<&HeaderValue>, h: &mut HeaderMap) {
         "access-control-expose-headers",
         HeaderValue::from_static("Retry-After"),
     );
+    if route.is_some_and(|r| r.access.cors_credentials) {
+        h.insert(
+            "access-control-allow-credentials",
+            HeaderValue::from_static("true"),
+        );
+    }
 }
 
 async fn handle(
@@ -77,6 +94,7 @@ async fn handle(
     headers: &HeaderMap,
     query: &str,
     kill: CancellationToken,
+    peer: std::net::SocketAddr,
 ) -> Response {
     let Some(route) = app.by_path.get(path) else {
         return not_found(path);
@@ -98,7 +116,7 @@ async fn handle(
     if method != Method::GET {
         return method_not_allowed("GET, OPTIONS");
     }
-    let stream = match open_stream(app, route, headers, query, kill).await {
+    let stream = match open_stream(app, route, headers, query, kill, peer).await {
         Ok(s) => s,
         Err(resp) => return *resp,
     };
@@ -123,6 +141,7 @@ pub async fn open_stream(
     headers: &HeaderMap,
     query: &str,
     kill: CancellationToken,
+    peer: std::net::SocketAddr,
 ) -> Result<ClientStream, Box<Response>> {
     if app.draining.is_cancelled() {
         return Err(Box::new(unavailable(
@@ -131,6 +150,7 @@ pub async fn open_stream(
             1,
         )));
     }
+    let extras = super::access::admit(app, route, headers, query, peer)?;
     let start = match start_of(headers, query) {
         Ok(s) => s,
         Err(resp) => {
@@ -180,6 +200,7 @@ pub async fn open_stream(
         settings,
         app.streams.clone(),
         kill,
+        extras,
     );
     Ok(stream)
 }

@@ -13,8 +13,9 @@ use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
+use super::limits::Held;
 use super::sse;
-use crate::hub::{ClientGuard, Cursor, Event, Hub, Read, Verdict};
+use crate::hub::{ClientFilter, ClientGuard, Cursor, Event, Hub, Read, Verdict};
 use crate::metrics::{DisconnectReason, RouteMetrics};
 use crate::source::{CatchupStream, Plan, Source};
 
@@ -23,6 +24,26 @@ const BATCH: usize = 256;
 /// A client that falls out of the ring this many times before it ever caught up is
 /// disconnected (it resumes from its id on reconnect).
 const MAX_RESYNCS: u32 = 3;
+
+/// Why a stream has an end time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndKind {
+    /// The client's token expires: `event: expired`, then the end.
+    TokenExpiry,
+    /// `server.max_connection_age`: a heartbeat with the position, then the end.
+    MaxAge,
+}
+
+/// What a stream carries besides its plan: who it is for.
+#[derive(Debug, Default)]
+pub struct StreamExtras {
+    /// The client's filter (claims and narrowing parameters).
+    pub filter: Option<ClientFilter>,
+    /// When the stream ends, and why.
+    pub ends: Option<(Instant, EndKind)>,
+    /// Connection limits held while the stream lives.
+    pub held: Held,
+}
 
 /// Settings of a stream that come from the server and route config.
 #[derive(Debug, Clone, Copy)]
@@ -55,6 +76,9 @@ pub struct ClientStream {
     metrics: RouteMetrics,
     reason: Option<DisconnectReason>,
     guard: ClientGuard,
+    filter: Option<ClientFilter>,
+    ends: Option<(Instant, EndKind)>,
+    _held: Held,
 }
 
 impl ClientStream {
@@ -65,6 +89,7 @@ impl ClientStream {
         settings: StreamSettings,
         cancel: CancellationToken,
         kill: CancellationToken,
+        extras: StreamExtras,
     ) -> ClientStream {
         let hub = source.hub().clone();
         let guard = hub.register(plan.next_seq, settings.max_lag as u64, kill);
@@ -95,6 +120,9 @@ impl ClientStream {
             metrics,
             reason: None,
             guard,
+            filter: extras.filter.filter(|f| !f.is_empty()),
+            ends: extras.ends,
+            _held: extras.held,
         }
     }
 
@@ -125,6 +153,7 @@ impl ClientStream {
     /// stops watching it meanwhile (a writer never lets it fall behind).
     pub fn park(&self) -> Option<(u64, Cursor, Instant)> {
         if self.reason.is_some()
+            || self.filter.is_some()
             || !self.preamble.is_empty()
             || self.catchup.is_some()
             || !self.caught_up
@@ -146,6 +175,37 @@ impl ClientStream {
             .as_mut()
             .reset(last_write + self.heartbeat_every);
         self.guard.progress(seq, self.caught_up);
+    }
+
+    /// When the stream is due to end (token expiry, maximum age).
+    pub fn ends_at(&self) -> Option<Instant> {
+        self.ends.map(|(at, _)| at)
+    }
+
+    /// Does the client's filter let `ev` through?
+    fn passes(&self, ev: &Event) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.matches(ev))
+    }
+
+    /// The stream's last chunk when its end time has come: `event: expired` or a final
+    /// heartbeat, both carrying the client's position.
+    fn end_now(&mut self, kind: EndKind) -> Option<Bytes> {
+        let id = self.cursor.encode();
+        let (reason, chunk) = match kind {
+            EndKind::TokenExpiry => (
+                DisconnectReason::TokenExpired,
+                sse::frame(
+                    &id,
+                    Some("expired"),
+                    Some(r#"{"reason":"token_expired","message":"reconnect with a fresh token"}"#),
+                )
+                .bytes,
+            ),
+            EndKind::MaxAge => (DisconnectReason::MaxAge, sse::heartbeat(&id)),
+        };
+        self.reason = Some(reason);
+        self.catchup = None;
+        Some(chunk)
     }
 
     /// The token that ends the stream at shutdown.
@@ -177,11 +237,25 @@ impl ClientStream {
             let parts: Vec<Bytes> = self.preamble.drain(..).collect();
             return Some(parts.concat().into());
         }
+        let ends = self.ends;
+        let end_sleep = async move {
+            match ends {
+                Some((at, _)) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(end_sleep);
         loop {
+            if let Some((at, kind)) = self.ends {
+                if Instant::now() >= at {
+                    return self.end_now(kind);
+                }
+            }
             if let Some(cu) = self.catchup.as_mut() {
                 let item = tokio::select! {
                     biased;
                     _ = self.cancel.cancelled() => return self.finish(DisconnectReason::Shutdown),
+                    _ = &mut end_sleep => continue,
                     item = cu.next() => item,
                 };
                 match item {
@@ -205,6 +279,7 @@ impl ClientStream {
                     }
                     Some(Ok(ev)) => match self.cursor.accept(&ev) {
                         Verdict::Skip => {}
+                        _ if !self.passes(&ev) => {}
                         Verdict::Shared | Verdict::Custom(_) => {
                             self.metrics.events_sent.inc();
                             self.observe(&ev);
@@ -246,6 +321,7 @@ impl ClientStream {
                     tokio::select! {
                         biased;
                         _ = self.cancel.cancelled() => return self.finish(DisconnectReason::Shutdown),
+                        _ = &mut end_sleep => {}
                         _ = self.rx.changed() => {}
                         _ = self.heartbeat.as_mut() => {
                             let id = if self.cursor.synced() {
@@ -277,6 +353,7 @@ impl ClientStream {
         for ev in &self.buf {
             let part: Bytes = match self.cursor.accept(ev) {
                 Verdict::Skip => continue,
+                _ if !self.passes(ev) => continue,
                 Verdict::Shared => ev.frame.bytes.clone(),
                 Verdict::Custom(id) => [id, ev.frame.body()].concat().into(),
             };

@@ -4,6 +4,7 @@
 //! memory). Each event's frame is encoded once and shared by every client.
 
 mod clients;
+pub mod filter;
 mod ring;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::metrics::RouteMetrics;
 use crate::source::kafka::{KafkaCursor, KafkaPosition};
 use crate::source::mongo::MongoCursor;
 pub use clients::{ClientGuard, Clients};
+pub use filter::{Attrs, ClientFilter};
 pub use ring::Read;
 use ring::Ring;
 
@@ -59,6 +61,8 @@ pub struct Event {
     pub origin: Origin,
     /// Source timestamp (ms since the epoch), for the delivery latency histogram.
     pub timestamp_ms: Option<i64>,
+    /// What the route's filters compare (only on routes that filter).
+    pub attrs: Option<Box<filter::Attrs>>,
 }
 
 impl Event {

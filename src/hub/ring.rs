@@ -185,6 +185,7 @@ mod tests {
                 offset,
             },
             timestamp_ms: None,
+            attrs: None,
         })
     }
 

@@ -122,6 +122,7 @@ async fn next(st: &mut State) -> Result<Option<Arc<Event>>, SourceError> {
         }
         let frame = st.src.encoder.encode(&msg, "");
         return Ok(Some(Arc::new(Event {
+            attrs: st.src.encoder.attrs(&msg, &frame),
             frame,
             origin: Origin::Kafka {
                 topic: st.topic,

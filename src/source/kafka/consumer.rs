@@ -193,8 +193,10 @@ fn publish(src: &KafkaSource, msg: &BorrowedMessage<'_>) {
     }
     pos.set(usize::from(ti), p, offset + 1);
     let id = crate::event_id::encode_kafka(&pos);
+    let frame = src.encoder.encode(msg, &id);
     events.push(Event {
-        frame: src.encoder.encode(msg, &id),
+        attrs: src.encoder.attrs(msg, &frame),
+        frame,
         origin: Origin::Kafka {
             topic: ti,
             partition: p,
@@ -235,6 +237,7 @@ fn reset_event(
             next,
         },
         timestamp_ms: None,
+        attrs: None,
     }
 }
 

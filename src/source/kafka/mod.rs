@@ -53,7 +53,11 @@ impl KafkaSource {
     ) -> Arc<KafkaSource> {
         Arc::new(KafkaSource {
             route: route.name.clone(),
-            encoder: RecordEncoder::new(route.payload_mode(), route.event_name.clone()),
+            encoder: RecordEncoder::new(
+                route.payload_mode(),
+                route.event_name.clone(),
+                route.access().selectors(),
+            ),
             start: route.start,
             warm_events: if route.replay.warm_start {
                 route.replay.max_events

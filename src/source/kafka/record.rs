@@ -6,14 +6,18 @@ use base64::Engine;
 use rdkafka::message::{Headers, Message};
 use serde_json::{json, Map, Value};
 
-use crate::config::{EventNameConfig, PayloadMode};
+use bytes::Bytes;
+
+use crate::config::{EventNameConfig, PayloadMode, Selector};
 use crate::http::sse::{self, Frame};
+use crate::hub::filter::{frame_event_name, Attrs};
 
 /// Encodes records of one route.
 #[derive(Debug, Clone)]
 pub struct RecordEncoder {
     payload: PayloadMode,
     event_name: EventNameConfig,
+    selectors: std::sync::Arc<[Selector]>,
 }
 
 /// Text as a JSON field pair: `name` when UTF-8, `name_base64` otherwise.
@@ -35,11 +39,39 @@ fn put_bytes(obj: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
 
 impl RecordEncoder {
     /// An encoder for a route's payload mode and event naming.
-    pub fn new(payload: PayloadMode, event_name: EventNameConfig) -> RecordEncoder {
+    pub fn new(
+        payload: PayloadMode,
+        event_name: EventNameConfig,
+        selectors: Vec<Selector>,
+    ) -> RecordEncoder {
         RecordEncoder {
             payload,
             event_name,
+            selectors: selectors.into(),
         }
+    }
+
+    /// What the route's filters compare in `msg` (whose frame is `frame`); `None` on a
+    /// route without filters.
+    pub fn attrs<M: Message>(&self, msg: &M, frame: &Frame) -> Option<Box<Attrs>> {
+        if self.selectors.is_empty() {
+            return None;
+        }
+        let values = self
+            .selectors
+            .iter()
+            .map(|s| match s {
+                Selector::Key => msg.key().map(Bytes::copy_from_slice),
+                Selector::Header(name) => msg.headers().and_then(|hs| {
+                    hs.iter()
+                        .find(|h| h.key == name)
+                        .and_then(|h| h.value.map(Bytes::copy_from_slice))
+                }),
+                Selector::Event => Some(Bytes::copy_from_slice(frame_event_name(frame))),
+                Selector::Field(_) => None,
+            })
+            .collect();
+        Some(Box::new(Attrs(values)))
     }
 
     fn event_name<'a, M: Message>(&'a self, msg: &'a M) -> &'a str {
@@ -158,6 +190,7 @@ mod tests {
                 header: Some("type".into()),
                 default: None,
             },
+            Vec::new(),
         );
         let h = OwnedHeaders::new().insert(Header {
             key: "type",
@@ -191,7 +224,11 @@ mod tests {
 
     #[test]
     fn envelope_mode() {
-        let enc = RecordEncoder::new(PayloadMode::Envelope, EventNameConfig::default());
+        let enc = RecordEncoder::new(
+            PayloadMode::Envelope,
+            EventNameConfig::default(),
+            Vec::new(),
+        );
         let h = OwnedHeaders::new().insert(Header {
             key: "h",
             value: Some(&[0xfe][..]),

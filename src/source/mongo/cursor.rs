@@ -50,6 +50,7 @@ mod tests {
             frame: sse::frame(id, Some("insert"), Some("{}")),
             origin,
             timestamp_ms: None,
+            attrs: None,
         }
     }
 

@@ -3,14 +3,42 @@
 
 use mongodb::bson::{Bson, Document};
 
-use crate::config::{EventNameConfig, PayloadMode};
+use bytes::Bytes;
+
+use crate::config::{EventNameConfig, PayloadMode, Selector};
 use crate::http::sse::{self, Frame};
+use crate::hub::filter::{frame_event_name, Attrs};
 
 /// Encodes the changes of one route.
 #[derive(Debug, Clone)]
 pub struct ChangeEncoder {
     payload: PayloadMode,
     event_name: EventNameConfig,
+    selectors: std::sync::Arc<[Selector]>,
+}
+
+/// The value at a dotted `path` of `doc`.
+fn field<'a>(doc: &'a Document, path: &str) -> Option<&'a Bson> {
+    let mut parts = path.split('.');
+    let mut cur = doc.get(parts.next()?)?;
+    for p in parts {
+        cur = cur.as_document()?.get(p)?;
+    }
+    Some(cur)
+}
+
+/// A scalar as the bytes a filter compares.
+fn scalar(b: &Bson) -> Option<Bytes> {
+    let s = match b {
+        Bson::String(s) => s.clone(),
+        Bson::ObjectId(o) => o.to_hex(),
+        Bson::Int32(i) => i.to_string(),
+        Bson::Int64(i) => i.to_string(),
+        Bson::Double(d) => d.to_string(),
+        Bson::Boolean(v) => v.to_string(),
+        _ => return None,
+    };
+    Some(Bytes::from(s))
 }
 
 /// A BSON value as relaxed Extended JSON text.
@@ -20,11 +48,35 @@ pub fn relaxed_json(b: Bson) -> String {
 
 impl ChangeEncoder {
     /// An encoder for a route's payload mode and event naming.
-    pub fn new(payload: PayloadMode, event_name: EventNameConfig) -> ChangeEncoder {
+    pub fn new(
+        payload: PayloadMode,
+        event_name: EventNameConfig,
+        selectors: Vec<Selector>,
+    ) -> ChangeEncoder {
         ChangeEncoder {
             payload,
             event_name,
+            selectors: selectors.into(),
         }
+    }
+
+    /// What the route's filters compare in change `doc` (whose frame is `frame`): a
+    /// field's string, number, boolean or ObjectId (as hex) value; `None` on a route
+    /// without filters.
+    pub fn attrs(&self, doc: &Document, frame: &Frame) -> Option<Box<Attrs>> {
+        if self.selectors.is_empty() {
+            return None;
+        }
+        let values = self
+            .selectors
+            .iter()
+            .map(|s| match s {
+                Selector::Event => Some(Bytes::copy_from_slice(frame_event_name(frame))),
+                Selector::Field(path) => field(doc, path).and_then(scalar),
+                Selector::Key | Selector::Header(_) => None,
+            })
+            .collect();
+        Some(Box::new(Attrs(values)))
     }
 
     /// The frame of change `doc` under `id`.
@@ -60,7 +112,7 @@ mod tests {
             "fullDocument": { "_id": oid, "at": DateTime::from_millis(1_700_000_000_000), "n": 1i64 },
             "documentKey": { "_id": oid },
         };
-        let c = ChangeEncoder::new(PayloadMode::Change, EventNameConfig::default())
+        let c = ChangeEncoder::new(PayloadMode::Change, EventNameConfig::default(), Vec::new())
             .encode(&change, "i");
         let body = String::from_utf8(c.body().to_vec()).unwrap();
         assert!(body.starts_with("event: insert\ndata: "));
@@ -70,8 +122,12 @@ mod tests {
         assert_eq!(j["fullDocument"]["_id"]["$oid"], "65a1b2c3d4e5f60718293a4b");
         assert_eq!(j["fullDocument"]["at"]["$date"], "2023-11-14T22:13:20Z");
         assert_eq!(j["fullDocument"]["n"], 1);
-        let d = ChangeEncoder::new(PayloadMode::Document, EventNameConfig::default())
-            .encode(&change, "i");
+        let d = ChangeEncoder::new(
+            PayloadMode::Document,
+            EventNameConfig::default(),
+            Vec::new(),
+        )
+        .encode(&change, "i");
         let body = String::from_utf8(d.body().to_vec()).unwrap();
         assert!(body.contains("\"n\":1") && !body.contains("operationType"));
         let del = doc! { "operationType": "delete", "documentKey": { "_id": oid } };
@@ -81,6 +137,7 @@ mod tests {
                 header: None,
                 default: Some("change".into()),
             },
+            Vec::new(),
         )
         .encode(&del, "i");
         let body = String::from_utf8(d.body().to_vec()).unwrap();

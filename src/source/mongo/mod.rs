@@ -85,7 +85,11 @@ impl MongoSource {
     ) -> Arc<MongoSource> {
         Arc::new(MongoSource {
             route: route.name.clone(),
-            encoder: ChangeEncoder::new(route.payload_mode(), route.event_name.clone()),
+            encoder: ChangeEncoder::new(
+                route.payload_mode(),
+                route.event_name.clone(),
+                route.access().selectors(),
+            ),
             cfg,
             hub,
             metrics,

@@ -31,8 +31,10 @@ pub(super) fn event_of(src: &MongoSource, doc: &Document) -> Option<Event> {
             .ok()
             .map(|t| i64::from(t.time) * 1000),
     };
+    let frame = src.encoder.encode(doc, &id);
     Some(Event {
-        frame: src.encoder.encode(doc, &id),
+        attrs: src.encoder.attrs(doc, &frame),
+        frame,
         origin: Origin::Mongo,
         timestamp_ms: ts,
     })
@@ -88,6 +90,7 @@ pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
                             ),
                             origin: Origin::MongoReset,
                             timestamp_ms: None,
+                            attrs: None,
                         }]);
                         s
                     }

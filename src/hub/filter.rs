@@ -1,0 +1,108 @@
+//! Per-client filtering on a shared route: each event carries the values a route's
+//! selectors pick out of it ([`Attrs`]); a client's [`ClientFilter`] is a list of exact
+//! equalities on those values (from its token's claims and its own narrowing query
+//! parameters). Values are compared as bytes, never interpreted, so no value can widen
+//! what a client sees. Resets always pass: every client must learn of them.
+
+use bytes::Bytes;
+
+use super::{Event, Origin};
+
+/// The values of the route's selectors for one event, in the route's selector order.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Attrs(pub Vec<Option<Bytes>>);
+
+/// A client's conditions: (index of the route selector, required value); all must hold.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ClientFilter {
+    conds: Vec<(usize, Bytes)>,
+}
+
+impl ClientFilter {
+    /// Add the condition "selector `index` equals `value`".
+    pub fn require(&mut self, index: usize, value: Bytes) {
+        self.conds.push((index, value));
+    }
+
+    /// True when the filter lets everything through.
+    pub fn is_empty(&self) -> bool {
+        self.conds.is_empty()
+    }
+
+    /// Does `ev` pass?
+    pub fn matches(&self, ev: &Event) -> bool {
+        if self.conds.is_empty()
+            || matches!(ev.origin, Origin::KafkaReset { .. } | Origin::MongoReset)
+        {
+            return true;
+        }
+        let Some(attrs) = &ev.attrs else {
+            return false;
+        };
+        self.conds
+            .iter()
+            .all(|(i, v)| attrs.0.get(*i).and_then(Option::as_ref) == Some(v))
+    }
+}
+
+/// The SSE event name of an encoded frame (`message` when it has no `event:` line).
+pub fn frame_event_name(frame: &crate::http::sse::Frame) -> &[u8] {
+    let body = &frame.bytes[frame.body_start..];
+    body.strip_prefix(b"event: ")
+        .and_then(|rest| rest.split(|b| *b == b'\n').next())
+        .unwrap_or(b"message")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::sse;
+
+    fn ev(origin: Origin, attrs: Option<Vec<Option<&'static str>>>) -> Event {
+        Event {
+            frame: sse::frame("i", Some("order"), Some("{}")),
+            origin,
+            timestamp_ms: None,
+            attrs: attrs
+                .map(|v| Box::new(Attrs(v.into_iter().map(|x| x.map(Bytes::from)).collect()))),
+        }
+    }
+
+    const REC: Origin = Origin::Kafka {
+        topic: 0,
+        partition: 0,
+        offset: 1,
+    };
+
+    #[test]
+    fn every_condition_must_hold_exactly() {
+        let mut f = ClientFilter::default();
+        assert!(f.matches(&ev(REC, None)), "no conditions: everything");
+        f.require(0, Bytes::from("alice"));
+        assert!(f.matches(&ev(REC, Some(vec![Some("alice"), None]))));
+        assert!(!f.matches(&ev(REC, Some(vec![Some("alicex"), None]))));
+        assert!(!f.matches(&ev(REC, Some(vec![None, None]))));
+        assert!(!f.matches(&ev(REC, None)), "no attributes: no match");
+        f.require(1, Bytes::from("eu"));
+        assert!(!f.matches(&ev(REC, Some(vec![Some("alice"), Some("us")]))));
+        assert!(f.matches(&ev(REC, Some(vec![Some("alice"), Some("eu")]))));
+        let reset = Origin::KafkaReset {
+            topic: 0,
+            partition: 0,
+            next: 0,
+        };
+        assert!(f.matches(&ev(reset, None)), "resets reach everyone");
+    }
+
+    #[test]
+    fn event_names_of_frames() {
+        assert_eq!(
+            frame_event_name(&sse::frame("1", Some("order"), Some("x"))),
+            b"order"
+        );
+        assert_eq!(
+            frame_event_name(&sse::frame("1", None, Some("x"))),
+            b"message"
+        );
+    }
+}
