@@ -29,7 +29,7 @@ pub enum JwtAlgorithm {
 }
 
 /// `auth = { type = "jwt", ... }`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtConfig {
     /// The only algorithm accepted.
@@ -69,6 +69,25 @@ pub struct JwtConfig {
     /// value, is an array holding it, or (for `scope`/`scp`) a space-separated list holding it.
     #[serde(default)]
     pub require: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for JwtConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtConfig")
+            .field("algorithm", &self.algorithm)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("secret_env", &self.secret_env)
+            .field("secret_file", &self.secret_file)
+            .field("public_key_file", &self.public_key_file)
+            .field("jwks_file", &self.jwks_file)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway", &self.leeway)
+            .field("cookie", &self.cookie)
+            .field("query_token", &self.query_token)
+            .field("require", &self.require)
+            .finish()
+    }
 }
 
 fn default_leeway() -> Duration {

@@ -146,3 +146,90 @@ source = { type = "mongodb", uri = "mongodb://u:secret@h:1/?replicaSet=rs", data
         "credentials never printed"
     );
 }
+
+fn problems_of(toml: &str, env: &[(&str, &str)]) -> Vec<String> {
+    match load(toml, env) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.problems.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+#[test]
+fn access_settings_are_checked_with_their_paths() {
+    let toml = format!(
+        r#"
+[server]
+client_ip_header = "x-forwarded-for"
+max_connection_age = "0s"
+
+[[routes]]
+name = "a"
+source = {{ type = "kafka", brokers = ["b:9092"], topics = ["t"] }}
+filters = [{{ on = "key", claim = "sub" }}]
+cors_origins = ["*"]
+cors_credentials = true
+
+[[routes]]
+name = "b"
+source = {{ type = "mongodb", uri = "mongodb://h/?replicaSet=r", database = "d" }}
+client_filters = ["key", "field:fullDocument.owner"]
+auth = {{ type = "jwt", algorithm = "HS256", secret_env = "NO_SUCH_VAR_FOR_TEST" }}
+
+[[routes]]
+name = "c"
+source = {{ type = "kafka", brokers = ["b:9092"], topics = ["t"] }}
+auth = {{ type = "jwt", algorithm = "RS256", secret = "{SECRET}" }}
+"#
+    );
+    let p = problems_of(&toml, &[]);
+    let has = |path: &str| p.iter().any(|x| x.starts_with(path));
+    assert!(has("server.client_ip_header"), "{p:?}");
+    assert!(has("server.max_connection_age"), "{p:?}");
+    assert!(has("routes[0].filters"), "filters need auth: {p:?}");
+    assert!(has("routes[0].cors_credentials"), "{p:?}");
+    assert!(
+        has("routes[1].client_filters"),
+        "key on a mongodb route: {p:?}"
+    );
+    assert!(has("routes[1].auth.secret_env"), "{p:?}");
+    assert!(has("routes[2].auth.secret"), "{p:?}");
+    assert_eq!(p.len(), 7, "{p:?}");
+}
+
+#[test]
+fn jwt_secrets_load_and_never_print() {
+    let toml = format!(
+        r#"
+[server]
+trusted_proxies = ["10.0.0.0/8", "192.168.1.1", "not-a-net"]
+[[routes]]
+name = "a"
+source = {{ type = "kafka", brokers = ["b:9092"], topics = ["t"] }}
+auth = {{ type = "jwt", algorithm = "HS256", secret = "{SECRET}" }}
+filters = [{{ on = "key", claim = "sub" }}]
+client_filters = ["header:region", "event"]
+"#
+    );
+    let p = problems_of(&toml, &[]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("server.trusted_proxies[2]"));
+    let ok = load(&toml.replace(", \"not-a-net\"", ""), &[]).unwrap();
+    let dbg = format!("{:?}", ok.routes[0].auth);
+    assert!(!dbg.contains(SECRET), "secret leaked in {dbg}");
+    assert_eq!(
+        ok.routes[0].access().selectors(),
+        vec![
+            Selector::Key,
+            Selector::Header("region".into()),
+            Selector::Event
+        ]
+    );
+    let short = toml.replace(SECRET, "short");
+    assert!(problems_of(&short.replace(", \"not-a-net\"", ""), &[])[0]
+        .starts_with("routes[0].auth.secret"));
+    assert!(problems_of(&toml.replace("\"event\"", "\"header:\""), &[])
+        .iter()
+        .any(|p| p.contains("header:")));
+}

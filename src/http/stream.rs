@@ -159,6 +159,7 @@ impl ClientStream {
             || !self.caught_up
             || !self.cursor.synced()
             || self.cancel.is_cancelled()
+            || self.ends.is_some_and(|(at, _)| Instant::now() >= at)
         {
             return None;
         }

@@ -255,9 +255,18 @@ pub struct SseClient {
 impl SseClient {
     /// Connect to `url`, optionally sending `Last-Event-ID`.
     pub async fn connect(url: &str, last_id: Option<&str>) -> SseClient {
-        let mut req = reqwest::Client::new().get(url);
+        let mut headers = Vec::new();
         if let Some(id) = last_id {
-            req = req.header("Last-Event-ID", id);
+            headers.push(("Last-Event-ID", id.to_owned()));
+        }
+        SseClient::connect_with(url, &headers).await
+    }
+
+    /// Connect to `url` sending `headers`.
+    pub async fn connect_with(url: &str, headers: &[(&str, String)]) -> SseClient {
+        let mut req = reqwest::Client::new().get(url);
+        for (k, v) in headers {
+            req = req.header(*k, v);
         }
         let resp = req.send().await.expect("connect");
         let status = resp.status().as_u16();

@@ -1,0 +1,403 @@
+//! Authentication, per-user filtering and limits against the real broker: forged tokens
+//! are refused, users see only their own events (resuming included), claims and query
+//! parameters cannot widen what a user sees, tokens expire mid-stream, caps hold.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::*;
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(30);
+const SECRET: &str = "test-secret-test-secret-test-secret-0123";
+const FIX: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn claims(sub: Value) -> Value {
+    json!({ "sub": sub, "iss": "https://auth.test", "aud": "dash", "exp": now() + 600, "scope": "read orders:read" })
+}
+
+fn hs(claims: &Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn rs(claims: &Value, kid: Option<&str>) -> String {
+    let pem = std::fs::read(format!("{FIX}/rsa_private.pem")).unwrap();
+    let mut h = Header::new(Algorithm::RS256);
+    h.kid = kid.map(str::to_owned);
+    encode(&h, claims, &EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
+}
+
+fn es(claims: &Value) -> String {
+    let pem = std::fs::read(format!("{FIX}/ec_private.pem")).unwrap();
+    encode(
+        &Header::new(Algorithm::ES256),
+        claims,
+        &EncodingKey::from_ec_pem(&pem).unwrap(),
+    )
+    .unwrap()
+}
+
+fn b64(v: &Value) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+fn hs_route(extra: &str) -> String {
+    format!(
+        "auth = {{ type = \"jwt\", algorithm = \"HS256\", secret = \"{SECRET}\", issuer = \"https://auth.test\", audience = \"dash\", leeway = \"0s\", cookie = \"session\", require = {{ scope = \"orders:read\" }} }}\n{extra}"
+    )
+}
+
+async fn status(url: &str, headers: &[(&str, String)]) -> (u16, Value, reqwest::header::HeaderMap) {
+    let mut req = reqwest::Client::new().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    let r = req.send().await.unwrap();
+    let (s, h) = (r.status().as_u16(), r.headers().clone());
+    if s == 200 {
+        return (s, Value::Null, h);
+    }
+    (s, r.json().await.unwrap_or(Value::Null), h)
+}
+
+fn bearer(t: &str) -> Vec<(&'static str, String)> {
+    vec![("authorization", format!("Bearer {t}"))]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_and_unfit_tokens_are_refused() {
+    let topic = unique("auth-forged");
+    create_topic(&topic, 1).await;
+    let b = bridge(&config("r", &topic, &hs_route(""))).await;
+    let url = format!("http://{}/streams/r", b.http_addr);
+    let good = hs(&claims(json!("alice")));
+    assert_eq!(status(&url, &bearer(&good)).await.0, 200);
+    assert_eq!(
+        status(&format!("{url}?access_token={good}"), &[]).await.0,
+        200,
+        "query token"
+    );
+    assert_eq!(
+        status(&url, &[("cookie", format!("a=1; session={good}"))])
+            .await
+            .0,
+        200,
+        "cookie"
+    );
+
+    let (s, body, h) = status(&url, &[]).await;
+    assert_eq!((s, body["error"].as_str()), (401, Some("unauthorized")));
+    assert_eq!(h["www-authenticate"], "Bearer");
+    let wrong_key = encode(
+        &Header::new(Algorithm::HS256),
+        &claims(json!("alice")),
+        &EncodingKey::from_secret(b"another-secret-another-secret-0123456"),
+    )
+    .unwrap();
+    let alg_none = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&claims(json!("alice")))
+    );
+    let mut expired = claims(json!("alice"));
+    expired["exp"] = json!(now() - 5);
+    let mut not_yet = claims(json!("alice"));
+    not_yet["nbf"] = json!(now() + 300);
+    let mut wrong_aud = claims(json!("alice"));
+    wrong_aud["aud"] = json!("other");
+    let mut wrong_iss = claims(json!("alice"));
+    wrong_iss["iss"] = json!("https://evil.test");
+    let mut no_exp = claims(json!("alice"));
+    no_exp.as_object_mut().unwrap().remove("exp");
+    let tampered = {
+        let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+        parts[1] = b64(&claims(json!("bob")));
+        parts.join(".")
+    };
+    for (what, t) in [
+        ("wrong key", wrong_key),
+        ("alg none", alg_none),
+        ("expired", hs(&expired)),
+        ("not yet valid", hs(&not_yet)),
+        ("wrong audience", hs(&wrong_aud)),
+        ("wrong issuer", hs(&wrong_iss)),
+        ("no expiry", hs(&no_exp)),
+        ("tampered payload", tampered),
+        (
+            "RS256 token on an HS256 route",
+            rs(&claims(json!("alice")), None),
+        ),
+        ("garbage", "a.b.c".to_owned()),
+    ] {
+        let (s, body, _) = status(&url, &bearer(&t)).await;
+        assert_eq!(s, 401, "{what}");
+        assert_eq!(
+            body["message"], "a valid bearer token is required",
+            "{what}: no detail"
+        );
+    }
+    let mut no_scope = claims(json!("alice"));
+    no_scope["scope"] = json!("read");
+    let (s, body, _) = status(&url, &bearer(&hs(&no_scope))).await;
+    assert_eq!((s, body["error"].as_str()), (403, Some("forbidden")));
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_key_routes_fix_their_algorithm() {
+    let topic = unique("auth-pk");
+    create_topic(&topic, 1).await;
+    let toml = format!(
+        "{}\n[[routes]]\nname = \"ec\"\nsource = {{ type = \"kafka\", brokers = [\"{}\"], topics = [\"{topic}\"] }}\nauth = {{ type = \"jwt\", algorithm = \"ES256\", public_key_file = \"{FIX}/ec_public.pem\" }}\n",
+        config("rsa", &topic, &format!("auth = {{ type = \"jwt\", algorithm = \"RS256\", jwks_file = \"{FIX}/rsa_jwks.json\" }}")),
+        broker()
+    );
+    let b = bridge(&toml).await;
+    let rsa = format!("http://{}/streams/rsa", b.http_addr);
+    let ec = format!("http://{}/streams/ec", b.http_addr);
+    let c = claims(json!("alice"));
+    assert_eq!(
+        status(&rsa, &bearer(&rs(&c, Some("test-rsa-1")))).await.0,
+        200
+    );
+    assert_eq!(
+        status(&rsa, &bearer(&rs(&c, Some("unknown-kid")))).await.0,
+        401
+    );
+    assert_eq!(status(&ec, &bearer(&es(&c))).await.0, 200);
+    // HS/RS confusion: an HS256 token whose secret is the public key.
+    let public = std::fs::read(format!("{FIX}/rsa_public.pem")).unwrap();
+    let confused = encode(
+        &Header::new(Algorithm::HS256),
+        &c,
+        &EncodingKey::from_secret(&public),
+    )
+    .unwrap();
+    assert_eq!(status(&rsa, &bearer(&confused)).await.0, 401);
+    assert_eq!(
+        status(&ec, &bearer(&rs(&c, None))).await.0,
+        401,
+        "RS256 on ES256 route"
+    );
+    b.shutdown().await;
+}
+
+async fn produce_for(
+    p: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    user: &str,
+    region: &str,
+    n: usize,
+) {
+    for i in 0..n {
+        let v = format!("{user}-{region}-{i}");
+        produce(
+            p,
+            topic,
+            Rec {
+                partition: (i % 2) as i32,
+                key: Some(user.as_bytes()),
+                value: Some(v.as_bytes()),
+                headers: vec![("region", region.as_bytes())],
+                ..Rec::default()
+            },
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_see_only_their_own_events_resuming_included() {
+    let topic = unique("auth-users");
+    create_topic(&topic, 2).await;
+    let b = bridge(&config(
+        "r",
+        &topic,
+        &hs_route(
+            "filters = [{ on = \"key\", claim = \"sub\" }]\nclient_filters = [\"header:region\"]",
+        ),
+    ))
+    .await;
+    let url = format!("http://{}/streams/r", b.http_addr);
+    let alice = hs(&claims(json!("alice")));
+    let mut a = SseClient::connect_with(&url, &bearer(&alice)).await;
+    let mut bob = SseClient::connect_with(&url, &bearer(&hs(&claims(json!("bob"))))).await;
+    let mut alice_eu =
+        SseClient::connect_with(&format!("{url}?header:region=eu"), &bearer(&alice)).await;
+    let mut widen = SseClient::connect_with(&format!("{url}?key=bob"), &bearer(&alice)).await;
+    assert_eq!(
+        widen.status, 400,
+        "key is not a client filter on this route"
+    );
+    let mut injected = Vec::new();
+    for sub in [
+        json!("*"),
+        json!("alice' OR '1'='1"),
+        json!(".*"),
+        json!(""),
+    ] {
+        injected.push(SseClient::connect_with(&url, &bearer(&hs(&claims(sub)))).await);
+    }
+    let (s, _, _) = status(&url, &bearer(&hs(&claims(json!({"$ne": null}))))).await;
+    assert!(
+        s == 401 || s == 403,
+        "a claim that is not a value gives no access: {s}"
+    );
+
+    let p = producer();
+    produce_for(&p, &topic, "bob", "eu", 3).await;
+    produce_for(&p, &topic, "alice", "us", 4).await;
+    produce_for(&p, &topic, "alice", "eu", 2).await;
+    produce_for(&p, &topic, "carol", "eu", 3).await;
+    let got = a.take(6, T).await;
+    assert!(got.iter().all(|e| e.data.starts_with("alice-")), "{got:?}");
+    a.expect_quiet(Duration::from_millis(500)).await;
+    let got = bob.take(3, T).await;
+    assert!(got.iter().all(|e| e.data.starts_with("bob-")));
+    bob.expect_quiet(Duration::from_millis(200)).await;
+    let got = alice_eu.take(2, T).await;
+    assert!(
+        got.iter().all(|e| e.data.starts_with("alice-eu-")),
+        "{got:?}"
+    );
+    alice_eu.expect_quiet(Duration::from_millis(200)).await;
+    widen.expect_quiet(Duration::from_millis(10)).await;
+    for c in injected.iter_mut() {
+        assert_eq!(c.status, 200);
+        c.expect_quiet(Duration::from_millis(200)).await;
+    }
+
+    // Alice leaves; others' events and hers arrive; she resumes from her last id and
+    // gets exactly her missed events.
+    let last = a.last_id();
+    drop(a);
+    produce_for(&p, &topic, "bob", "us", 5).await;
+    produce_for(&p, &topic, "alice", "us", 3).await;
+    let mut back = SseClient::connect_with(
+        &url,
+        &[
+            ("authorization", format!("Bearer {alice}")),
+            ("last-event-id", last),
+        ],
+    )
+    .await;
+    let got = back.take(3, T).await;
+    let data: Vec<&str> = got.iter().map(|e| e.data.as_str()).collect();
+    assert_eq!(data.len(), 3);
+    assert!(data.iter().all(|d| d.starts_with("alice-us-")), "{data:?}");
+    back.expect_quiet(Duration::from_millis(300)).await;
+    // A heartbeat id covers records she skipped: resuming from it repeats nothing.
+    produce_for(&p, &topic, "bob", "eu", 4).await;
+    back.expect_quiet(Duration::from_millis(1500)).await;
+    let hb = back.last_id();
+    let mut again = SseClient::connect_with(
+        &url,
+        &[
+            ("authorization", format!("Bearer {alice}")),
+            ("last-event-id", hb),
+        ],
+    )
+    .await;
+    again.expect_quiet(Duration::from_millis(500)).await;
+    produce_for(&p, &topic, "alice", "eu", 1).await;
+    assert_eq!(again.take(1, T).await[0].data, "alice-eu-0");
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ends_with_expired_when_its_token_expires() {
+    let topic = unique("auth-exp");
+    create_topic(&topic, 1).await;
+    let b = bridge(&config("r", &topic, &hs_route(""))).await;
+    let url = format!("http://{}/streams/r", b.http_addr);
+    let mut c = claims(json!("alice"));
+    c["exp"] = json!(now() + 2);
+    let mut s = SseClient::connect_with(&url, &bearer(&hs(&c))).await;
+    assert_eq!(s.status, 200);
+    let p = producer();
+    produce_n(&p, &topic, 1, "e", 2).await;
+    assert_eq!(s.take(2, T).await.len(), 2);
+    let ev = s.next(Duration::from_secs(5)).await.expect("expired event");
+    assert_eq!(ev.event, "expired");
+    assert!(!ev.id.is_empty(), "the expiry carries the position");
+    assert!(s.wait_end(Duration::from_secs(5)).await, "stream closed");
+    assert_eq!(
+        metric(
+            b.admin_addr,
+            "sse_bridge_disconnects_total{reason=\"token_expired\",route=\"r\"}"
+        )
+        .await,
+        1.0
+    );
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caps_hold_under_a_burst_of_connections() {
+    let topic = unique("caps");
+    create_topic(&topic, 1).await;
+    let toml = config("r", &topic, "max_connections = 8").replace(
+        "source_wait = \"3s\"",
+        "source_wait = \"3s\"\nmax_connections_per_ip = 5\nclient_ip_header = \"x-forwarded-for\"\ntrusted_proxies = [\"127.0.0.0/8\"]\nmax_connection_age = \"2s\"",
+    );
+    let b = bridge(&toml).await;
+    let url = format!("http://{}/streams/r", b.http_addr);
+    // 20 at once from one address: 5 get in, the rest 429 with Retry-After.
+    let burst = (0..20).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            SseClient::connect_with(&url, &[("x-forwarded-for", "203.0.113.9".into())]).await
+        })
+    });
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for h in burst {
+        let c = h.await.unwrap();
+        match c.status {
+            200 => held.push(c),
+            429 => {
+                assert_eq!(c.headers["retry-after"], "5");
+                refused += 1;
+            }
+            s => panic!("status {s}"),
+        }
+    }
+    assert_eq!((held.len(), refused), (5, 15));
+    // Other addresses fill the route's cap of 8; beyond it, 503.
+    for i in 0..5 {
+        let c =
+            SseClient::connect_with(&url, &[("x-forwarded-for", format!("198.51.100.{i}"))]).await;
+        if i < 3 {
+            assert_eq!(c.status, 200);
+            held.push(c);
+        } else {
+            assert_eq!(c.status, 503, "route full");
+        }
+    }
+    // Maximum age: every stream ends cleanly, its last heartbeat carrying its position.
+    for c in held.iter_mut() {
+        assert!(
+            c.wait_end(Duration::from_secs(10)).await,
+            "closed at its maximum age"
+        );
+        assert!(!c.last_id().is_empty());
+    }
+    let c = SseClient::connect_with(&url, &[("x-forwarded-for", "203.0.113.9".into())]).await;
+    assert_eq!(c.status, 200, "places released");
+    b.shutdown().await;
+}
