@@ -16,6 +16,9 @@ pub const MAX_ID_LEN: usize = 64 * 1024;
 
 const KIND_KAFKA: u8 = b'k';
 const KIND_MONGO: u8 = b'm';
+const KIND_MULTI: u8 = b'x';
+/// Most routes in one composite id.
+pub const MAX_MULTI: usize = 32;
 
 /// A decoded event id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +84,68 @@ impl EventId {
             [v, ..] => Err(IdError::Version(*v)),
         }
     }
+}
+
+/// The composite id of a multiplexed stream: each route's name with its own id (ids that
+/// are not valid wire ids are left out; such a route starts afresh on resume).
+pub fn encode_multi<'a>(parts: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let parts: Vec<(&str, Vec<u8>)> = parts
+        .into_iter()
+        .filter_map(|(name, id)| Some((name, URL_SAFE_NO_PAD.decode(id).ok()?)))
+        .filter(|(_, raw)| !raw.is_empty())
+        .collect();
+    wire(KIND_MULTI, |raw| {
+        varint::put(raw, parts.len() as u64);
+        for (name, id) in &parts {
+            varint::put(raw, name.len() as u64);
+            raw.extend_from_slice(name.as_bytes());
+            varint::put(raw, id.len() as u64);
+            raw.extend_from_slice(id);
+        }
+    })
+}
+
+/// Decode a composite id into (route name, route id) pairs; never panics on any input.
+pub fn decode_multi(s: &str) -> Result<Vec<(String, String)>, IdError> {
+    if s.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if s.len() > MAX_ID_LEN {
+        return Err(IdError::TooLong);
+    }
+    let raw = URL_SAFE_NO_PAD
+        .decode(s.as_bytes())
+        .map_err(|_| IdError::NotBase64)?;
+    let mut rest = match raw.as_slice() {
+        [VERSION, KIND_MULTI, rest @ ..] => rest,
+        [VERSION, ..] => return Err(IdError::Kind),
+        [v, ..] => return Err(IdError::Version(*v)),
+        [] => return Err(IdError::Empty),
+    };
+    let n = varint::get(&mut rest).map_err(IdError::Payload)?;
+    if n > MAX_MULTI as u64 {
+        return Err(IdError::Payload("too many routes"));
+    }
+    let take = |rest: &mut &[u8]| -> Result<Vec<u8>, IdError> {
+        let len = varint::get(rest).map_err(IdError::Payload)? as usize;
+        if len > rest.len() {
+            return Err(IdError::Payload("truncated"));
+        }
+        let (v, r) = rest.split_at(len);
+        *rest = r;
+        Ok(v.to_vec())
+    };
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let name = String::from_utf8(take(&mut rest)?)
+            .map_err(|_| IdError::Payload("route name is not UTF-8"))?;
+        let id = URL_SAFE_NO_PAD.encode(take(&mut rest)?);
+        out.push((name, id));
+    }
+    if !rest.is_empty() {
+        return Err(IdError::Payload("trailing bytes"));
+    }
+    Ok(out)
 }
 
 /// The wire id of a Kafka position, without copying it into an [`EventId`] (the hot
@@ -160,6 +225,25 @@ mod tests {
             let wire = id.encode();
             prop_assert!(wire.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
             prop_assert_eq!(EventId::decode(&wire).unwrap(), id);
+        }
+
+        #[test]
+        fn multi_round_trip(parts in proptest::collection::vec(("[a-z0-9_-]{1,20}", kafka_pos()), 0..6)) {
+            let ids: Vec<(String, String)> = parts
+                .iter()
+                .map(|(n, p)| (n.clone(), EventId::Kafka(p.clone()).encode()))
+                .collect();
+            let wire = encode_multi(ids.iter().map(|(n, i)| (n.as_str(), i.as_str())));
+            prop_assert_eq!(decode_multi(&wire).unwrap(), ids);
+            prop_assert!(EventId::decode(&wire).is_err(), "not a single route's id");
+        }
+
+        #[test]
+        fn multi_decoder_never_panics(raw in proptest::collection::vec(any::<u8>(), 0..200), s in ".{0,100}") {
+            let mut b = vec![VERSION, KIND_MULTI];
+            b.extend(raw);
+            let _ = decode_multi(&URL_SAFE_NO_PAD.encode(&b));
+            let _ = decode_multi(&s);
         }
 
         #[test]

@@ -401,3 +401,51 @@ async fn caps_hold_under_a_burst_of_connections() {
     assert_eq!(c.status, 200, "places released");
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_has_its_own_origins_and_credentials() {
+    let topic = unique("cors");
+    create_topic(&topic, 1).await;
+    let b = bridge(&config(
+        "r",
+        &topic,
+        &hs_route("cors_origins = [\"https://app.test\"]\ncors_credentials = true"),
+    ))
+    .await;
+    let url = format!("http://{}/streams/r", b.http_addr);
+    let token = hs(&claims(json!("alice")));
+    let cookie = ("cookie", format!("session={token}"));
+    let (s, _, h) = status(
+        &url,
+        &[("origin", "https://app.test".into()), cookie.clone()],
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(h["access-control-allow-origin"], "https://app.test");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    let (s, _, h) = status(&url, &[("origin", "https://dash.example".into()), cookie]).await;
+    assert_eq!(s, 200);
+    assert!(
+        h.get("access-control-allow-origin").is_none(),
+        "the route's list replaces the server's"
+    );
+    let (s, _, h) = status(&url, &[("origin", "https://app.test".into())]).await;
+    assert_eq!(s, 401);
+    assert_eq!(
+        h["access-control-allow-origin"], "https://app.test",
+        "errors are readable by the page"
+    );
+    let pre = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://app.test")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status(), 204);
+    assert!(pre.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("Authorization"));
+    b.shutdown().await;
+}

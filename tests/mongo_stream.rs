@@ -326,3 +326,56 @@ async fn since_starts_at_an_operation_time() {
     c.expect_quiet(Duration::from_millis(500)).await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_see_only_their_documents_by_token_claim() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let uri = mongo_uri();
+    let coll_name = unique("owner");
+    let secret = "mongo-owner-secret-mongo-owner-secret-01";
+    let toml = mongo_config(
+        "r",
+        &uri,
+        "sse",
+        &coll_name,
+        &format!(
+            "auth = {{ type = \"jwt\", algorithm = \"HS256\", secret = \"{secret}\" }}\nfilters = [{{ on = \"field:fullDocument.owner\", claim = \"sub\" }}]\nclient_filters = [\"event\"]"
+        ),
+    );
+    let b = bridge(&toml).await;
+    let url = format!("http://{}/streams/r", b.http_addr);
+    let token = |sub: &str| {
+        let exp = chrono::Utc::now().timestamp() + 600;
+        let t = encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({ "sub": sub, "exp": exp }),
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap();
+        vec![("authorization", format!("Bearer {t}"))]
+    };
+    let mut ann = SseClient::connect_with(&url, &token("ann")).await;
+    let mut ann_updates =
+        SseClient::connect_with(&format!("{url}?event=update"), &token("ann")).await;
+    let mut sly = SseClient::connect_with(&url, &token("{\"$exists\": true}")).await;
+    let coll = mongo_client(&uri)
+        .await
+        .database("sse")
+        .collection::<Document>(&coll_name);
+    for (name, owner) in [("a1", "ann"), ("b1", "ben"), ("a2", "ann"), ("b2", "ben")] {
+        coll.insert_one(doc! { "name": name, "owner": owner })
+            .await
+            .unwrap();
+    }
+    coll.update_one(doc! { "name": "a1" }, doc! { "$set": { "n": 1 } })
+        .await
+        .unwrap();
+    let got = ann.take(3, T).await;
+    assert_eq!(names(&got), ["a1", "a2", "a1"]);
+    assert_eq!(got[2].event, "update");
+    ann.expect_quiet(Duration::from_millis(500)).await;
+    assert_eq!(names(&ann_updates.take(1, T).await), ["a1"]);
+    ann_updates.expect_quiet(Duration::from_millis(200)).await;
+    sly.expect_quiet(Duration::from_millis(200)).await;
+    b.shutdown().await;
+}

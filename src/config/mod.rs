@@ -82,6 +82,8 @@ pub struct ServerConfig {
     /// clients rebalance over replicas and resume; unset: no limit.
     #[serde(with = "humantime_serde")]
     pub max_connection_age: Option<Duration>,
+    /// Path of the multiplexed stream (`?routes=a,b`); empty: none.
+    pub multiplex_path: String,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +103,7 @@ impl Default for ServerConfig {
             client_ip_header: None,
             trusted_proxies: Vec::new(),
             max_connection_age: None,
+            multiplex_path: "/streams".into(),
         }
     }
 }

@@ -127,6 +127,20 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
     if s.max_connection_age.is_some_and(|a| a.as_secs() < 1) {
         p.push("server.max_connection_age", "must be at least 1s");
     }
+    let mp = &s.multiplex_path;
+    if !mp.is_empty() && (!mp.starts_with('/') || mp.ends_with('/') || mp.contains(['?', '#', ' ']))
+    {
+        p.push(
+            "server.multiplex_path",
+            "must start with `/`, not end with `/`, and hold no `?`, `#` or spaces (empty: no multiplexed path)",
+        );
+    }
+    if !mp.is_empty() && settings.routes.iter().any(|r| &r.path() == mp) {
+        p.push(
+            "server.multiplex_path",
+            format!("`{mp}` is also a route's path"),
+        );
+    }
     if settings.routes.is_empty() {
         p.push("routes", "at least one route is required");
     }

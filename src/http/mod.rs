@@ -7,6 +7,7 @@ pub mod admin;
 pub mod errors;
 pub mod fanout;
 pub mod limits;
+pub mod multiplex;
 pub mod native;
 pub mod routes;
 pub mod sse;

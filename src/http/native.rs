@@ -20,7 +20,8 @@ use warp::reply::Response;
 
 use super::fanout::Parking;
 use super::stream::ClientStream;
-use super::{routes, App};
+use super::{multiplex, routes, App};
+use futures::StreamExt;
 
 /// Longest request head read before answering 431.
 const MAX_HEAD: usize = 16 * 1024;
@@ -102,7 +103,8 @@ fn parse(buf: &[u8], head_len: usize, app: &App) -> Option<Head> {
     }
     let target = req.path?;
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    if !app.by_path.contains_key(path) {
+    let multiplexed = !app.server.multiplex_path.is_empty() && path == app.server.multiplex_path;
+    if !app.by_path.contains_key(path) && !multiplexed {
         return None;
     }
     let mut headers = HeaderMap::new();
@@ -130,15 +132,20 @@ pub async fn serve_stream(
     kill: CancellationToken,
     peer: std::net::SocketAddr,
 ) {
-    let Some(route) = app.by_path.get(&path).cloned() else {
-        return;
-    };
+    let route = app.by_path.get(&path).cloned();
     let origin = headers.get(http::header::ORIGIN).cloned();
     let mut extra = HeaderMap::new();
-    routes::cors(&app, Some(&route), origin.as_ref(), &mut extra);
-    let stream = match routes::open_stream(&app, &route, &headers, &query, kill.clone(), peer).await
-    {
-        Ok(s) => s,
+    routes::cors(&app, route.as_deref(), origin.as_ref(), &mut extra);
+    let opened = match &route {
+        Some(r) => routes::open_stream(&app, r, &headers, &query, kill.clone(), peer)
+            .await
+            .map(|s| Opened::Route(s, r.fanout.place())),
+        None => multiplex::open(&app, &headers, &query, kill.clone(), peer)
+            .await
+            .map(Opened::Merged),
+    };
+    let opened = match opened {
+        Ok(o) => o,
         Err(resp) => {
             let mut resp = *resp;
             resp.headers_mut().extend(extra);
@@ -164,8 +171,44 @@ pub async fn serve_stream(
         return;
     }
     drop(head);
-    let parking = route.fanout.place();
-    pump(tcp, stream, kill, parking).await;
+    match opened {
+        Opened::Route(stream, parking) => pump(tcp, stream, kill, parking).await,
+        Opened::Merged(chunks) => pump_merged(tcp, chunks, kill).await,
+    }
+}
+
+/// An opened stream: one route's, or several merged.
+#[allow(clippy::large_enum_variant)] // held only while the stream starts, then moved out
+enum Opened {
+    Route(ClientStream, Option<Parking>),
+    Merged(multiplex::Chunks),
+}
+
+/// Write a merged stream's chunks until it ends, the client goes away or the connection
+/// is killed.
+async fn pump_merged(tcp: TcpStream, mut chunks: multiplex::Chunks, kill: CancellationToken) {
+    let gone = gone(&tcp);
+    tokio::pin!(gone);
+    let killed = kill.cancelled();
+    tokio::pin!(killed);
+    loop {
+        let chunk = tokio::select! {
+            c = chunks.next() => c,
+            _ = &mut gone => return,
+            _ = &mut killed => return,
+        };
+        let Some(chunk) = chunk else {
+            let _ = write_all(&tcp, &mut Bytes::from_static(b"0\r\n\r\n")).await;
+            return;
+        };
+        let mut framed = Bytes::from(format!("{:x}\r\n", chunk.len()))
+            .chain(chunk)
+            .chain(&b"\r\n"[..]);
+        tokio::select! {
+            r = write_all(&tcp, &mut framed) => if r.is_err() { return },
+            _ = &mut killed => return,
+        }
+    }
 }
 
 /// Write the stream's chunks until it ends, the client goes away or the connection is

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::reply::{Reply, Response};
 use warp::Filter;
@@ -96,9 +97,11 @@ async fn handle(
     kill: CancellationToken,
     peer: std::net::SocketAddr,
 ) -> Response {
-    let Some(route) = app.by_path.get(path) else {
+    let route = app.by_path.get(path);
+    let multiplexed = !app.server.multiplex_path.is_empty() && path == app.server.multiplex_path;
+    if route.is_none() && !multiplexed {
         return not_found(path);
-    };
+    }
     if method == Method::OPTIONS {
         let mut r = warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response();
         let h = r.headers_mut();
@@ -116,11 +119,16 @@ async fn handle(
     if method != Method::GET {
         return method_not_allowed("GET, OPTIONS");
     }
-    let stream = match open_stream(app, route, headers, query, kill, peer).await {
-        Ok(s) => s,
-        Err(resp) => return *resp,
+    let mut r = match route {
+        Some(route) => match open_stream(app, route, headers, query, kill, peer).await {
+            Ok(s) => warp::reply::stream(s.into_body()).into_response(),
+            Err(resp) => return *resp,
+        },
+        None => match super::multiplex::open(app, headers, query, kill, peer).await {
+            Ok(c) => warp::reply::stream(c.map(Ok::<_, Infallible>)).into_response(),
+            Err(resp) => return *resp,
+        },
     };
-    let mut r = warp::reply::stream(stream.into_body()).into_response();
     let h = r.headers_mut();
     h.insert(
         http::header::CONTENT_TYPE,

@@ -186,4 +186,24 @@ mod tests {
             }]
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        #[test]
+        fn any_bytes_in_any_pieces_parse_the_same(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            cut in 0usize..400,
+        ) {
+            let mut whole = Parser::default();
+            let mut a = Vec::new();
+            whole.feed(&bytes, &mut a);
+            let mut split = Parser::default();
+            let mut b = Vec::new();
+            let cut = cut.min(bytes.len());
+            split.feed(&bytes[..cut], &mut b);
+            split.feed(&bytes[cut..], &mut b);
+            proptest::prop_assert_eq!(a, b);
+            proptest::prop_assert_eq!(whole.last_event_id(), split.last_event_id());
+        }
+    }
 }
