@@ -63,15 +63,7 @@ impl EventId {
 
     /// Decode the wire form; never panics on any input.
     pub fn decode(s: &str) -> Result<EventId, IdError> {
-        if s.is_empty() {
-            return Err(IdError::Empty);
-        }
-        if s.len() > MAX_ID_LEN {
-            return Err(IdError::TooLong);
-        }
-        let raw = URL_SAFE_NO_PAD
-            .decode(s.as_bytes())
-            .map_err(|_| IdError::NotBase64)?;
+        let raw = raw_of(s)?;
         match raw.as_slice() {
             [] => Err(IdError::Empty),
             [VERSION, KIND_KAFKA, rest @ ..] => KafkaPosition::read_binary(rest)
@@ -84,6 +76,19 @@ impl EventId {
             [v, ..] => Err(IdError::Version(*v)),
         }
     }
+}
+
+/// The bytes of a wire id (length and alphabet checked).
+fn raw_of(s: &str) -> Result<Vec<u8>, IdError> {
+    if s.is_empty() {
+        return Err(IdError::Empty);
+    }
+    if s.len() > MAX_ID_LEN {
+        return Err(IdError::TooLong);
+    }
+    URL_SAFE_NO_PAD
+        .decode(s.as_bytes())
+        .map_err(|_| IdError::NotBase64)
 }
 
 /// The composite id of a multiplexed stream: each route's name with its own id (ids that
@@ -107,15 +112,7 @@ pub fn encode_multi<'a>(parts: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
 
 /// Decode a composite id into (route name, route id) pairs; never panics on any input.
 pub fn decode_multi(s: &str) -> Result<Vec<(String, String)>, IdError> {
-    if s.is_empty() {
-        return Err(IdError::Empty);
-    }
-    if s.len() > MAX_ID_LEN {
-        return Err(IdError::TooLong);
-    }
-    let raw = URL_SAFE_NO_PAD
-        .decode(s.as_bytes())
-        .map_err(|_| IdError::NotBase64)?;
+    let raw = raw_of(s)?;
     let mut rest = match raw.as_slice() {
         [VERSION, KIND_MULTI, rest @ ..] => rest,
         [VERSION, ..] => return Err(IdError::Kind),
