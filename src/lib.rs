@@ -230,13 +230,31 @@ impl Running {
     /// Graceful shutdown: readiness fails at once, new streams are refused, open streams
     /// end, and everything stops within the grace period.
     pub async fn shutdown(self) {
-        info!("shutting down");
+        let window = self.app.server.drain_window;
+        info!(drain_window = ?window, "draining");
+        // Readiness fails and the listener closes at once (a reconnect goes to another
+        // replica); open streams close at moments spread over the drain window, each
+        // with a final heartbeat carrying its position.
         self.app.draining.cancel();
-        self.app.streams.cancel();
         self.stop_accepting.cancel();
         self.tracker.close();
         let deadline = tokio::time::sleep(self.grace + Duration::from_secs(1));
         tokio::pin!(deadline);
+        let drained = async {
+            let until = tokio::time::Instant::now() + window + Duration::from_millis(500);
+            while tokio::time::Instant::now() < until && self.open_streams() > 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::select! {
+            _ = &mut deadline => {}
+            _ = drained => {}
+        }
+        info!(
+            left = self.open_streams(),
+            "drain window over; closing what is left"
+        );
+        self.app.streams.cancel();
         // Streams first, then sources and the admin server.
         tokio::select! {
             _ = &mut deadline => {}
@@ -248,6 +266,17 @@ impl Running {
             _ = self.tracker.wait() => info!("stopped"),
             _ = deadline => tracing::warn!("shutdown grace period over; exiting"),
         }
+    }
+}
+
+impl Running {
+    /// Streams open on every route.
+    pub fn open_streams(&self) -> usize {
+        self.app
+            .routes
+            .iter()
+            .map(|r| r.open.load(std::sync::atomic::Ordering::Relaxed))
+            .sum()
     }
 }
 

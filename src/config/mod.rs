@@ -84,6 +84,10 @@ pub struct ServerConfig {
     pub max_connection_age: Option<Duration>,
     /// Path of the multiplexed stream (`?routes=a,b`); empty: none.
     pub multiplex_path: String,
+    /// On SIGTERM, open streams close (each with a final heartbeat carrying its position)
+    /// at moments spread over this window, so their reconnects do not land at once.
+    #[serde(with = "humantime_serde")]
+    pub drain_window: Duration,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +108,7 @@ impl Default for ServerConfig {
             trusted_proxies: Vec::new(),
             max_connection_age: None,
             multiplex_path: "/streams".into(),
+            drain_window: Duration::from_secs(5),
         }
     }
 }

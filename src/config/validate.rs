@@ -124,6 +124,12 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
             "needs server.trusted_proxies (a header from anyone else is not believed)",
         );
     }
+    if s.drain_window >= s.shutdown_grace {
+        p.push(
+            "server.drain_window",
+            "must be shorter than server.shutdown_grace (streams drain, then the process exits)",
+        );
+    }
     if s.max_connection_age.is_some_and(|a| a.as_secs() < 1) {
         p.push("server.max_connection_age", "must be at least 1s");
     }

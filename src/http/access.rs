@@ -51,7 +51,10 @@ pub fn admit(
     query: &str,
     peer: SocketAddr,
 ) -> Result<StreamExtras, Box<Response>> {
-    let mut extras = StreamExtras::default();
+    let mut extras = StreamExtras {
+        draining: Some((app.draining.clone(), app.server.drain_window)),
+        ..StreamExtras::default()
+    };
     let claims = match &route.auth {
         Some(a) => Some(a.authorize(headers, query).map_err(refusal)?),
         None => None,

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use warp::reply::Response;
 
 use super::fanout::Parking;
-use super::stream::ClientStream;
+use super::stream::{cancelled_opt, sleep_until_opt, ClientStream};
 use super::{multiplex, routes, App};
 use futures::StreamExt;
 
@@ -235,6 +235,7 @@ async fn pump(
                     return;
                 };
                 let ends = stream.ends_at();
+                let draining = stream.draining();
                 let back = tokio::select! {
                     r = &mut rx => r,
                     _ = &mut gone => { p.leave(); return }
@@ -242,6 +243,8 @@ async fn pump(
                     _ = cancel.cancelled() => { p.leave(); rx.await }
                     // Token expiry or maximum age: the stream's own task writes the end.
                     _ = sleep_until_opt(ends) => { p.leave(); rx.await }
+                    // The instance drains: the stream's own task schedules its end.
+                    _ = cancelled_opt(draining.as_ref()) => { p.leave(); rx.await }
                 };
                 // No answer: the writer found the socket broken.
                 let Ok(back) = back else { return };
@@ -273,14 +276,6 @@ async fn pump(
             _ = &mut killed => return,
         }
         stream.wrote(len);
-    }
-}
-
-/// Sleep until `at`, or forever.
-async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -32,6 +32,8 @@ pub enum EndKind {
     TokenExpiry,
     /// `server.max_connection_age`: a heartbeat with the position, then the end.
     MaxAge,
+    /// The instance is draining: a heartbeat with the position, then the end.
+    Drain,
 }
 
 /// What a stream carries besides its plan: who it is for.
@@ -43,6 +45,8 @@ pub struct StreamExtras {
     pub ends: Option<(Instant, EndKind)>,
     /// Connection limits held while the stream lives.
     pub held: Held,
+    /// Fires when the instance starts draining, and the window its streams close in.
+    pub draining: Option<(CancellationToken, Duration)>,
 }
 
 /// Settings of a stream that come from the server and route config.
@@ -78,6 +82,7 @@ pub struct ClientStream {
     guard: ClientGuard,
     filter: Option<ClientFilter>,
     ends: Option<(Instant, EndKind)>,
+    draining: Option<(CancellationToken, Duration)>,
     _held: Held,
 }
 
@@ -122,6 +127,7 @@ impl ClientStream {
             guard,
             filter: extras.filter.filter(|f| !f.is_empty()),
             ends: extras.ends,
+            draining: extras.draining,
             _held: extras.held,
         }
     }
@@ -160,6 +166,10 @@ impl ClientStream {
             || !self.cursor.synced()
             || self.cancel.is_cancelled()
             || self.ends.is_some_and(|(at, _)| Instant::now() >= at)
+            || self
+                .draining
+                .as_ref()
+                .is_some_and(|(d, _)| d.is_cancelled())
         {
             return None;
         }
@@ -178,9 +188,29 @@ impl ClientStream {
         self.guard.progress(seq, self.caught_up);
     }
 
-    /// When the stream is due to end (token expiry, maximum age).
+    /// When the stream is due to end (token expiry, maximum age, drain).
     pub fn ends_at(&self) -> Option<Instant> {
         self.ends.map(|(at, _)| at)
+    }
+
+    /// The token that fires when the instance starts draining.
+    pub fn draining(&self) -> Option<CancellationToken> {
+        self.draining.as_ref().map(|(d, _)| d.clone())
+    }
+
+    /// Once the instance drains, end at a random moment of the drain window (unless
+    /// the stream ends sooner anyway).
+    fn schedule_drain(&mut self) {
+        let Some((d, window)) = &self.draining else {
+            return;
+        };
+        if !d.is_cancelled() || self.ends.is_some_and(|(_, k)| k == EndKind::Drain) {
+            return;
+        }
+        let at = Instant::now() + window.mul_f64(fastrand::f64());
+        if self.ends.is_none_or(|(e, _)| at < e) {
+            self.ends = Some((at, EndKind::Drain));
+        }
     }
 
     /// Does the client's filter let `ev` through?
@@ -203,6 +233,7 @@ impl ClientStream {
                 .bytes,
             ),
             EndKind::MaxAge => (DisconnectReason::MaxAge, sse::heartbeat(&id)),
+            EndKind::Drain => (DisconnectReason::Shutdown, sse::heartbeat(&id)),
         };
         self.reason = Some(reason);
         self.catchup = None;
@@ -238,15 +269,9 @@ impl ClientStream {
             let parts: Vec<Bytes> = self.preamble.drain(..).collect();
             return Some(parts.concat().into());
         }
-        let ends = self.ends;
-        let end_sleep = async move {
-            match ends {
-                Some((at, _)) => tokio::time::sleep_until(at).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(end_sleep);
+        let drain = self.draining();
         loop {
+            self.schedule_drain();
             if let Some((at, kind)) = self.ends {
                 if Instant::now() >= at {
                     return self.end_now(kind);
@@ -256,7 +281,8 @@ impl ClientStream {
                 let item = tokio::select! {
                     biased;
                     _ = self.cancel.cancelled() => return self.finish(DisconnectReason::Shutdown),
-                    _ = &mut end_sleep => continue,
+                    _ = sleep_until_opt(self.ends.map(|e| e.0)) => continue,
+                    _ = cancelled_opt(drain.as_ref()) => continue,
                     item = cu.next() => item,
                 };
                 match item {
@@ -322,7 +348,8 @@ impl ClientStream {
                     tokio::select! {
                         biased;
                         _ = self.cancel.cancelled() => return self.finish(DisconnectReason::Shutdown),
-                        _ = &mut end_sleep => {}
+                        _ = sleep_until_opt(self.ends.map(|e| e.0)) => {}
+                        _ = cancelled_opt(drain.as_ref()) => {}
                         _ = self.rx.changed() => {}
                         _ = self.heartbeat.as_mut() => {
                             let id = if self.cursor.synced() {
@@ -383,6 +410,23 @@ impl ClientStream {
             self.buf = Vec::new();
         }
         out.map(BytesMut::freeze).or(single)
+    }
+}
+
+/// Sleep until `at`, or forever.
+pub async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when `token` is cancelled; never without one. A cancelled token resolves
+/// only while nothing else has handled it: callers check state first.
+pub async fn cancelled_opt(token: Option<&CancellationToken>) {
+    match token {
+        Some(t) if !t.is_cancelled() => t.cancelled().await,
+        _ => std::future::pending().await,
     }
 }
 

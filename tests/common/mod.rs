@@ -160,6 +160,7 @@ admin_listen = "127.0.0.1:0"
 heartbeat_interval = "1s"
 retry = "500ms"
 shutdown_grace = "2s"
+drain_window = "1s"
 "#;
 
 /// TOML of a one-route config on `topic`, listening on ephemeral ports.
