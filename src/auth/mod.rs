@@ -165,14 +165,21 @@ impl Authenticator {
         let mut validation = Validation::new(alg);
         validation.leeway = cfg.leeway.as_secs();
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp"]);
+        // A configured issuer or audience must be present in the token, not only match
+        // when present.
+        let mut required = vec!["exp"];
         match &cfg.audience {
-            Some(a) => validation.set_audience(&[a]),
+            Some(a) => {
+                validation.set_audience(&[a]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
         if let Some(i) = &cfg.issuer {
             validation.set_issuer(&[i]);
+            required.push("iss");
         }
+        validation.set_required_spec_claims(&required);
         Ok(Authenticator {
             keys,
             validation,

@@ -205,7 +205,12 @@ pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
 }
 
 /// Check the access settings of route `r` (at `at`, e.g. `routes[0]`).
-pub(super) fn validate_route(at: &str, r: &super::RouteConfig, p: &mut super::validate::Problems) {
+pub(super) fn validate_route(
+    at: &str,
+    r: &super::RouteConfig,
+    server_origins: &[String],
+    p: &mut super::validate::Problems,
+) {
     let kafka = matches!(r.source, super::SourceConfig::Kafka(_));
     if let AuthConfig::Jwt(j) = &r.auth {
         if let Err((field, msg)) = crate::auth::Authenticator::new(j) {
@@ -249,11 +254,12 @@ pub(super) fn validate_route(at: &str, r: &super::RouteConfig, p: &mut super::va
     }
     if let Some(origins) = &r.cors_origins {
         super::validate::check_origins(&format!("{at}.cors_origins"), origins, p);
-        if r.cors_credentials && origins.iter().any(|o| o == "*") {
-            p.push(
-                format!("{at}.cors_credentials"),
-                "cannot be used with the origin `*`",
-            );
-        }
+    }
+    let effective = r.cors_origins.as_deref().unwrap_or(server_origins);
+    if r.cors_credentials && effective.iter().any(|o| o == "*") {
+        p.push(
+            format!("{at}.cors_credentials"),
+            "cannot be used with the origin `*` (list the origins by name)",
+        );
     }
 }

@@ -28,6 +28,10 @@ pub struct Settings {
     /// The SSE routes, each fed by one source.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Each route's settings as loaded (file and environment), to tell on a reload which
+    /// routes changed.
+    #[serde(skip)]
+    pub raw_routes: Vec<serde_json::Value>,
 }
 
 /// Log output format.
@@ -305,9 +309,17 @@ impl Settings {
             .add_source(env_source)
             .build()
             .map_err(|e| ConfigError::single("config", e.to_string()))?;
-        let settings: Settings = raw
+        let mut settings: Settings = raw
+            .clone()
             .try_deserialize()
             .map_err(|e| ConfigError::single("config", e.to_string()))?;
+        let tree: serde_json::Value = raw
+            .try_deserialize()
+            .map_err(|e| ConfigError::single("config", e.to_string()))?;
+        settings.raw_routes = match tree.get("routes") {
+            Some(serde_json::Value::Array(a)) => a.clone(),
+            _ => Vec::new(),
+        };
         settings.validate()?;
         Ok(settings)
     }

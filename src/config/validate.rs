@@ -226,7 +226,7 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
                 format!("must be {allowed} for a {} source", r.source.kind()),
             );
         }
-        super::access::validate_route(&at, r, &mut p);
+        super::access::validate_route(&at, r, &s.cors_origins, &mut p);
         match &r.source {
             SourceConfig::Kafka(k) => k.validate(&format!("{at}.source"), &mut p),
             SourceConfig::Mongo(m) => {

@@ -18,6 +18,9 @@ use crate::auth::AuthError;
 use crate::config::Selector;
 use crate::hub::ClientFilter;
 
+/// Longest a stream lives on one token, whatever its `exp` says.
+const MAX_TOKEN_LIFE: Duration = Duration::from_secs(366 * 24 * 3600);
+
 /// Longest filter value a client may send.
 const MAX_FILTER_VALUE: usize = 1024;
 
@@ -100,8 +103,12 @@ pub fn admit(
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let left = Duration::from_secs((exp + a.leeway().as_secs()).saturating_sub(now_s));
-        extras.ends = Some((now + left, EndKind::TokenExpiry));
+        // Capped: a signed but absurd `exp` must not overflow the clock.
+        let left = exp
+            .saturating_add(a.leeway().as_secs())
+            .saturating_sub(now_s)
+            .min(MAX_TOKEN_LIFE.as_secs());
+        extras.ends = Some((now + Duration::from_secs(left), EndKind::TokenExpiry));
     }
     if let Some(age) = app.server.max_connection_age {
         let at = now + age;

@@ -57,6 +57,7 @@ impl Held {
         if max == 0 {
             return true;
         }
+        let ip = limit_key(ip);
         let mut m = per_ip.open.lock();
         let n = m.entry(ip).or_insert(0);
         if *n >= max {
@@ -66,6 +67,18 @@ impl Held {
         drop(m);
         self.ip = Some((per_ip.clone(), ip));
         true
+    }
+}
+
+/// What a per-address limit counts: an IPv4 address, or an IPv6 address's /64 (one
+/// host usually holds a whole /64).
+fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
     }
 }
 
@@ -145,5 +158,13 @@ mod tests {
         drop(a);
         assert!(c.route(&route, 2) && c.ip(&per_ip, ip, 1));
         assert_eq!(route.load(Ordering::Relaxed), 2);
+        let v6a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let v6b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let mut d = Held::default();
+        assert!(d.ip(&per_ip, v6a, 1));
+        assert!(
+            !Held::default().ip(&per_ip, v6b, 1),
+            "one /64 is one address"
+        );
     }
 }

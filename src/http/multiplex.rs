@@ -163,9 +163,12 @@ impl Framer {
                 }
             } else if name.is_some() || !data.is_empty() {
                 out.put_slice(format!("id: {}\n", self.composite()).as_bytes());
-                out.put_slice(
-                    format!("event: {}:{}\n", self.names[i], name.unwrap_or("message")).as_bytes(),
-                );
+                // `expired` keeps its name: the whole connection ends with it.
+                let name = match name {
+                    Some("expired") => "expired".to_owned(),
+                    n => format!("{}:{}", self.names[i], n.unwrap_or("message")),
+                };
+                out.put_slice(format!("event: {name}\n").as_bytes());
                 for d in data {
                     out.put_slice(d.as_bytes());
                     out.put_u8(b'\n');

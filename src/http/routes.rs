@@ -68,10 +68,8 @@ pub(crate) fn cors(
     let allowed = route
         .and_then(|r| r.access.cors_origins.as_ref())
         .unwrap_or(&app.server.cors_origins);
-    let ok = allowed
-        .iter()
-        .any(|a| a == "*" || origin.as_bytes() == a.as_bytes());
-    if !ok {
+    let listed = allowed.iter().any(|a| origin.as_bytes() == a.as_bytes());
+    if !listed && !allowed.iter().any(|a| a == "*") {
         return;
     }
     h.insert("access-control-allow-origin", origin.clone());
@@ -80,7 +78,8 @@ pub(crate) fn cors(
         "access-control-expose-headers",
         HeaderValue::from_static("Retry-After"),
     );
-    if route.is_some_and(|r| r.access.cors_credentials) {
+    // Credentials only for origins listed by name, never through `*`.
+    if listed && route.is_some_and(|r| r.access.cors_credentials) {
         h.insert(
             "access-control-allow-credentials",
             HeaderValue::from_static("true"),

@@ -283,6 +283,11 @@ impl ClientStream {
                     _ = self.cancel.cancelled() => return self.finish(DisconnectReason::Shutdown),
                     _ = sleep_until_opt(self.ends.map(|e| e.0)) => continue,
                     _ = cancelled_opt(drain.as_ref()) => continue,
+                    // A filtered client may read much history before anything passes:
+                    // heartbeats carry its position meanwhile.
+                    _ = self.heartbeat.as_mut() => {
+                        return Some(sse::heartbeat(&self.cursor.encode()));
+                    }
                     item = cu.next() => item,
                 };
                 match item {
