@@ -16,6 +16,7 @@
 //!   route ([`http::fanout`]), SSE framing, and the admin server (`/metrics`, `/healthz`,
 //!   `/readyz`).
 //! - [`metrics`]: Prometheus families on one registry, per-route handles.
+//! - [`route_set`]: starting a route, and reloading the configuration (SIGHUP).
 //!
 //! A record or change read by a source becomes a frame (`id:` = route position after it),
 //! is pushed to the hub; a fan-out writer writes it as-is to every client at the head, and
@@ -30,9 +31,9 @@ pub mod event_id;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod route_set;
 pub mod source;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,8 +45,7 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::config::Settings;
-use crate::http::{App, RouteEntry};
-use crate::hub::Hub;
+use crate::http::App;
 use crate::metrics::Metrics;
 
 /// Why the service could not start.
@@ -91,58 +91,23 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let metrics = Metrics::new(prometheus::Registry::new())?;
     let tracker = TaskTracker::new();
     let sources = CancellationToken::new();
-    let mut routes = Vec::new();
-    for rc in &settings.routes {
-        let rm = metrics.route(&rc.name);
-        let initial = rc.source.initial_position();
-        let hub = Arc::new(Hub::new(
-            initial,
-            rc.replay.max_events,
-            rc.replay.max_bytes,
-            rm.clone(),
-        ));
-        tracker.spawn(
-            hub.clone()
-                .run_reaper(Duration::from_millis(250), sources.child_token()),
-        );
-        let fanout = http::fanout::FanOut::start(
-            &hub,
-            settings.server.fanout_writers(),
-            settings.server.heartbeat_interval,
-            &tracker,
-            &sources,
-        );
-        let auth = match &rc.auth {
-            config::AuthConfig::None => None,
-            config::AuthConfig::Jwt(j) => Some(Arc::new(auth::Authenticator::new(j).map_err(
-                |(field, msg)| StartError::Auth {
-                    field: format!("routes.{}.auth.{field}", rc.name),
-                    message: msg,
-                },
-            )?)),
-        };
-        let src = source::start(rc, hub, rm, &tracker, sources.child_token());
-        routes.push(Arc::new(RouteEntry {
-            name: rc.name.clone(),
-            kind: rc.source.kind(),
-            path: rc.path(),
-            source: src,
-            max_lag: rc.max_client_lag(),
-            fanout,
-            auth,
-            access: rc.access(),
-            selectors: rc.access().selectors(),
-            open: Arc::default(),
-        }));
-    }
-    let by_path: HashMap<_, _> = routes.iter().map(|r| (r.path.clone(), r.clone())).collect();
+    let streams = CancellationToken::new();
+    let table = route_set::start_all(
+        &settings,
+        &route_set::Scope {
+            metrics: &metrics,
+            tracker: &tracker,
+            sources: &sources,
+            streams: &streams,
+            server: &settings.server,
+        },
+    )?;
     let app = Arc::new(App {
-        routes,
-        by_path,
+        table: parking_lot::RwLock::new(Arc::new(table)),
         server: settings.server.clone(),
         metrics,
         draining: CancellationToken::new(),
-        streams: CancellationToken::new(),
+        streams,
         per_ip: Arc::default(),
         trusted_proxies: settings
             .server
@@ -196,7 +161,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         None,
         None,
     ));
-    info!(%http_addr, %admin_addr, routes = app.routes.len(), "sse-bridge listening");
+    info!(%http_addr, %admin_addr, routes = app.table().routes.len(), "sse-bridge listening");
     Ok(Running {
         http_addr,
         admin_addr,
@@ -270,9 +235,30 @@ impl Running {
 }
 
 impl Running {
+    /// Apply the configuration in `file` (SIGHUP): routes added, removed or changed
+    /// start and stop; clients of unchanged routes keep their streams. An invalid file
+    /// changes nothing and its problems are returned.
+    pub fn reload(
+        &self,
+        file: &std::path::Path,
+    ) -> Result<route_set::Reloaded, route_set::ReloadError> {
+        route_set::reload(
+            &self.app,
+            file,
+            &route_set::Scope {
+                metrics: &self.app.metrics,
+                tracker: &self.tracker,
+                sources: &self.sources,
+                streams: &self.app.streams,
+                server: &self.app.server,
+            },
+        )
+    }
+
     /// Streams open on every route.
     pub fn open_streams(&self) -> usize {
         self.app
+            .table()
             .routes
             .iter()
             .map(|r| r.open.load(std::sync::atomic::Ordering::Relaxed))
@@ -280,10 +266,26 @@ impl Running {
     }
 }
 
-/// Run until `shutdown` completes, then shut down gracefully.
-pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+/// Run until `shutdown` completes, applying the configuration in `file` again each time
+/// `reload` yields; then shut down gracefully (drain).
+pub async fn run(
+    settings: Settings,
+    file: std::path::PathBuf,
+    shutdown: impl Future<Output = ()>,
+    mut reload: impl futures::Stream<Item = ()> + Unpin,
+) -> Result<(), StartError> {
+    use futures::StreamExt;
     let running = start(settings).await?;
-    shutdown.await;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(()) = reload.next() => match running.reload(&file) {
+                Ok(_) => {}
+                Err(e) => tracing::error!(file = %file.display(), "configuration reload rejected, the running one is kept: {e}"),
+            },
+        }
+    }
     running.shutdown().await;
     Ok(())
 }

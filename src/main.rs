@@ -1,5 +1,6 @@
 //! The `sse-bridge` binary: parse the command line, set up logging, load and validate the
-//! configuration, then hand over to [`sse_bridge::run`].
+//! configuration, then hand over to [`sse_bridge::run`] (SIGTERM/SIGINT drain and stop;
+//! SIGHUP reloads the configuration file).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,7 +82,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(sse_bridge::run(settings, shutdown_signal())) {
+    let hup = rt
+        .block_on(async { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) });
+    let reloads: futures::stream::BoxStream<'static, ()> = match hup {
+        Ok(mut s) => Box::pin(futures::stream::poll_fn(move |cx| s.poll_recv(cx))),
+        Err(_) => Box::pin(futures::stream::pending()),
+    };
+    match rt.block_on(sse_bridge::run(settings, file, shutdown_signal(), reloads)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "sse-bridge failed");

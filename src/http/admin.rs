@@ -49,7 +49,8 @@ fn handle(app: &App, method: &Method, path: &str) -> Response {
 
 fn readyz(app: &App) -> Response {
     let draining = app.draining.is_cancelled();
-    let routes: Vec<_> = app
+    let table = app.table();
+    let routes: Vec<_> = table
         .routes
         .iter()
         .map(|r| {
@@ -64,7 +65,7 @@ fn readyz(app: &App) -> Response {
             })
         })
         .collect();
-    let ready = !draining && app.routes.iter().all(|r| r.source.hub().state().ready());
+    let ready = !draining && table.routes.iter().all(|r| r.source.hub().state().ready());
     let body = json!({ "ready": ready, "draining": draining, "routes": routes });
     let status = if ready {
         StatusCode::OK

@@ -53,14 +53,34 @@ pub struct RouteEntry {
     pub selectors: Vec<crate::config::Selector>,
     /// Open streams.
     pub open: Arc<std::sync::atomic::AtomicUsize>,
+    /// The route's settings as loaded (a reload restarts the route when they differ).
+    pub raw: serde_json::Value,
+    /// Stops the route's source, reaper and writers.
+    pub stop: CancellationToken,
+    /// Ends the route's streams.
+    pub streams: CancellationToken,
 }
 
-/// Shared state of the HTTP servers.
-pub struct App {
+/// The running routes, swapped whole on a reload.
+pub struct RouteTable {
     /// Routes in config order.
     pub routes: Vec<Arc<RouteEntry>>,
     /// Routes by path.
     pub by_path: HashMap<String, Arc<RouteEntry>>,
+}
+
+impl RouteTable {
+    /// A table of `routes`.
+    pub fn new(routes: Vec<Arc<RouteEntry>>) -> RouteTable {
+        let by_path = routes.iter().map(|r| (r.path.clone(), r.clone())).collect();
+        RouteTable { routes, by_path }
+    }
+}
+
+/// Shared state of the HTTP servers.
+pub struct App {
+    /// The running routes.
+    pub table: parking_lot::RwLock<Arc<RouteTable>>,
     /// Server settings.
     pub server: ServerConfig,
     /// Metrics.
@@ -73,6 +93,18 @@ pub struct App {
     pub per_ip: Arc<limits::PerIp>,
     /// Proxies whose client address header is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl App {
+    /// The routes now.
+    pub fn table(&self) -> Arc<RouteTable> {
+        self.table.read().clone()
+    }
+
+    /// Replace the routes.
+    pub fn set_table(&self, t: RouteTable) {
+        *self.table.write() = Arc::new(t);
+    }
 }
 
 /// The connection a request came on, put in request extensions: the peer address, and a

@@ -77,7 +77,8 @@ pub async fn open(
     let mut parts: Vec<Tagged> = Vec::new();
     let mut sub_ids = Vec::new();
     for (i, name) in names.iter().enumerate() {
-        let Some(route) = app.routes.iter().find(|r| &r.name == name) else {
+        let table = app.table();
+        let Some(route) = table.routes.iter().find(|r| &r.name == name) else {
             return Err(Box::new(json_error(
                 StatusCode::NOT_FOUND,
                 "unknown_route",

@@ -104,7 +104,7 @@ fn parse(buf: &[u8], head_len: usize, app: &App) -> Option<Head> {
     let target = req.path?;
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let multiplexed = !app.server.multiplex_path.is_empty() && path == app.server.multiplex_path;
-    if !app.by_path.contains_key(path) && !multiplexed {
+    if !app.table().by_path.contains_key(path) && !multiplexed {
         return None;
     }
     let mut headers = HeaderMap::new();
@@ -132,7 +132,7 @@ pub async fn serve_stream(
     kill: CancellationToken,
     peer: std::net::SocketAddr,
 ) {
-    let route = app.by_path.get(&path).cloned();
+    let route = app.table().by_path.get(&path).cloned();
     let origin = headers.get(http::header::ORIGIN).cloned();
     let mut extra = HeaderMap::new();
     routes::cors(&app, route.as_deref(), origin.as_ref(), &mut extra);

@@ -40,7 +40,7 @@ pub fn filter(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infal
                     let (kill, peer) = conn
                         .map(|c| (c.kill, c.addr))
                         .unwrap_or_else(|| (CancellationToken::new(), ([0, 0, 0, 0], 0).into()));
-                    let route = app.by_path.get(path.as_str()).cloned();
+                    let route = app.table().by_path.get(path.as_str()).cloned();
                     let mut resp =
                         handle(&app, method, path.as_str(), &headers, &query, kill, peer).await;
                     if resp.status().is_client_error() || resp.status().is_server_error() {
@@ -96,7 +96,8 @@ async fn handle(
     kill: CancellationToken,
     peer: std::net::SocketAddr,
 ) -> Response {
-    let route = app.by_path.get(path);
+    let table = app.table();
+    let route = table.by_path.get(path);
     let multiplexed = !app.server.multiplex_path.is_empty() && path == app.server.multiplex_path;
     if route.is_none() && !multiplexed {
         return not_found(path);
@@ -205,7 +206,7 @@ pub async fn open_stream(
         route.source.clone(),
         plan,
         settings,
-        app.streams.clone(),
+        route.streams.clone(),
         kill,
         extras,
     );

@@ -1,0 +1,148 @@
+//! Configuration reload against the real broker: added, removed and changed routes start
+//! and stop while clients of unchanged routes keep their streams; an invalid file changes
+//! nothing; the binary reloads on SIGHUP.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use sse_bridge::config::Settings;
+
+const T: Duration = Duration::from_secs(30);
+
+fn route(name: &str, topic: &str, extra: &str) -> String {
+    format!(
+        "\n[[routes]]\nname = \"{name}\"\nsource = {{ type = \"kafka\", brokers = [\"{}\"], topics = [\"{topic}\"] }}\n{extra}\n",
+        broker()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_applies_route_changes_without_dropping_unchanged_routes() {
+    let t: Vec<String> = (0..4).map(|i| unique(&format!("reload-{i}"))).collect();
+    for topic in &t {
+        create_topic(topic, 1).await;
+    }
+    let head = config("keep", &t[0], "");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bridge.toml");
+    let first = head.clone()
+        + &route("change", &t[1], "replay = { max_events = 100 }")
+        + &route("drop", &t[2], "");
+    std::fs::write(&file, &first).unwrap();
+    let b = sse_bridge::start(Settings::load(&file).unwrap())
+        .await
+        .unwrap();
+    wait_ready(&format!("http://{}/readyz", b.admin_addr)).await;
+    let url = |r: &str| format!("http://{}/streams/{r}", b.http_addr);
+    let mut keep = SseClient::connect(&url("keep"), None).await;
+    let mut change = SseClient::connect(&url("change"), None).await;
+    let mut dropped = SseClient::connect(&url("drop"), None).await;
+    let p = producer();
+    produce_n(&p, &t[0], 1, "k", 2).await;
+    produce_n(&p, &t[1], 1, "c", 2).await;
+    assert_eq!(keep.take(2, T).await.len(), 2);
+    assert_eq!(change.take(2, T).await.len(), 2);
+
+    // An invalid file changes nothing.
+    std::fs::write(
+        &file,
+        first.replace(
+            "heartbeat_interval = \"1s\"",
+            "heartbeat_interval = \"1ms\"",
+        ),
+    )
+    .unwrap();
+    let err = b.reload(&file).unwrap_err().to_string();
+    assert!(err.contains("server.heartbeat_interval"), "{err}");
+
+    let second = head
+        + &route("change", &t[1], "replay = { max_events = 200 }")
+        + &route("fresh", &t[3], "");
+    std::fs::write(&file, &second).unwrap();
+    let r = b.reload(&file).unwrap();
+    assert_eq!(r.unchanged, ["keep"]);
+    assert_eq!(r.changed, ["change"]);
+    assert_eq!(r.added, ["fresh"]);
+    assert_eq!(r.removed, ["drop"]);
+
+    assert!(
+        dropped.wait_end(Duration::from_secs(5)).await,
+        "removed route's streams end"
+    );
+    assert!(
+        change.wait_end(Duration::from_secs(5)).await,
+        "changed route's streams end"
+    );
+    let gone = reqwest::get(url("drop")).await.unwrap();
+    assert_eq!(gone.status(), 404);
+    // The unchanged route's client keeps its stream: the next events arrive on it.
+    produce_n(&p, &t[0], 1, "k2", 3).await;
+    let got = keep.take(3, T).await;
+    assert_eq!(got[0].data, "k2-0");
+    // The changed route's client resumes on the new route with nothing lost.
+    produce_n(&p, &t[1], 1, "c2", 2).await;
+    let mut back = SseClient::connect(&url("change"), Some(&change.last_id())).await;
+    assert_eq!(back.status, 200);
+    let data: Vec<String> = back.take(2, T).await.into_iter().map(|e| e.data).collect();
+    assert_eq!(data, ["c2-0", "c2-1"]);
+    let mut fresh = SseClient::connect(&url("fresh"), None).await;
+    assert_eq!(fresh.status, 200);
+    produce_n(&p, &t[3], 1, "f", 1).await;
+    assert_eq!(fresh.take(1, T).await[0].data, "f-0");
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_reloads_on_sighup() {
+    let topic = unique("sighup");
+    create_topic(&topic, 1).await;
+    let (port, admin) = (free_port(), free_port());
+    let head = config("a", &topic, "")
+        .replace(
+            "admin_listen = \"127.0.0.1:0\"",
+            &format!("admin_listen = \"127.0.0.1:{admin}\""),
+        )
+        .replace(
+            "\nlisten = \"127.0.0.1:0\"",
+            &format!("\nlisten = \"127.0.0.1:{port}\""),
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bridge.toml");
+    std::fs::write(&file, &head).unwrap();
+    let mut child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sse-bridge"))
+            .arg("--config")
+            .arg(&file)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(port).await;
+    let b_url = format!("http://127.0.0.1:{port}/streams/b");
+    assert_eq!(reqwest::get(&b_url).await.unwrap().status(), 404);
+    std::fs::write(&file, head + &route("b", &topic, "")).unwrap();
+    let pid = child.0.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let mut c = SseClient::connect(&b_url, None).await;
+        if c.status == 200 {
+            let p = producer();
+            produce_n(&p, &topic, 1, "x", 1).await;
+            assert_eq!(c.take(1, T).await[0].data, "x-0");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "route b never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.stop();
+}
