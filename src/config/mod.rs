@@ -3,6 +3,7 @@
 //! (see [`validate`]) so that every problem is reported at once with its path.
 
 pub mod access;
+mod secrets;
 pub(crate) mod validate;
 
 use std::net::SocketAddr;
@@ -303,9 +304,17 @@ impl Settings {
             .prefix_separator("__")
             .separator("__")
             .try_parsing(true)
-            .source(env);
+            .source(env.clone());
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            ConfigError::single("config", format!("cannot read {}: {e}", file.display()))
+        })?;
+        let lookup = |name: &str| match &env {
+            Some(m) => m.get(name).cloned(),
+            None => std::env::var(name).ok(),
+        };
+        let text = secrets::expand(&text, &lookup).map_err(|p| ConfigError { problems: p.0 })?;
         let raw = config::Config::builder()
-            .add_source(config::File::from(file).format(config::FileFormat::Toml))
+            .add_source(config::File::from_str(&text, config::FileFormat::Toml))
             .add_source(env_source)
             .build()
             .map_err(|e| ConfigError::single("config", e.to_string()))?;

@@ -54,12 +54,11 @@ impl fmt::Display for ConfigError {
 }
 
 /// Collects problems while walking the settings.
-#[derive(Default)]
-pub struct Problems(Vec<Problem>);
+#[derive(Debug, Default)]
+pub struct Problems(pub(super) Vec<Problem>);
 
 impl Problems {
     /// True when nothing was reported.
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
