@@ -95,3 +95,14 @@ start_secantus() {
   MONGO_URI="mongodb://127.0.0.1:$port/?replicaSet=secantus"
   log "SecantusDB $SECANTUS_VERSION on 127.0.0.1:$port (pid $SECANTUS_PID, log $dir/server.log)"
 }
+
+# ensure_chromium: Debian's chromium and chromium-driver (headless browser tests); sets
+# CHROMEDRIVER.
+ensure_chromium() {
+  if ! command -v chromedriver >/dev/null || ! command -v chromium >/dev/null; then
+    log "installing chromium and chromium-driver"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+  fi
+  CHROMEDRIVER="$(command -v chromedriver)"
+}

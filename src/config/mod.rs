@@ -93,6 +93,8 @@ pub struct ServerConfig {
     /// at moments spread over this window, so their reconnects do not land at once.
     #[serde(with = "humantime_serde")]
     pub drain_window: Duration,
+    /// Serve the console page at `/` (and its assets under `/console/`).
+    pub console: bool,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +116,7 @@ impl Default for ServerConfig {
             max_connection_age: None,
             multiplex_path: "/streams".into(),
             drain_window: Duration::from_secs(5),
+            console: true,
         }
     }
 }

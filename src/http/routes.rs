@@ -96,6 +96,9 @@ async fn handle(
     kill: CancellationToken,
     peer: std::net::SocketAddr,
 ) -> Response {
+    if let Some(r) = super::console::serve(app, &method, path) {
+        return r;
+    }
     let table = app.table();
     let route = table.by_path.get(path);
     let multiplexed = !app.server.multiplex_path.is_empty() && path == app.server.multiplex_path;
