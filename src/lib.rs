@@ -13,7 +13,8 @@
 //! - [`http`]: the stream server (streams written straight to sockets by
 //!   [`http::native`]; everything else through warp: routes, CORS, JSON errors), per-client
 //!   streams, the fan-out writers that write live events to every caught-up client of a
-//!   route ([`http::fanout`]), SSE framing, and the admin server (`/metrics`, `/healthz`,
+//!   route ([`http::fanout`]), admission and limits, multiplexing, the console page
+//!   ([`http::console`]), SSE framing, and the admin server (`/metrics`, `/healthz`,
 //!   `/readyz`).
 //! - [`metrics`]: Prometheus families on one registry, per-route handles.
 //! - [`route_set`]: starting a route, and reloading the configuration (SIGHUP).

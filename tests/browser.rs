@@ -172,6 +172,58 @@ async fn console_lists_routes_and_shows_events_exactly() {
     )
     .await;
     assert_eq!(shown[0], json!("while dropped"));
+    // A phone-sized screen.
+    c.set_window_size(390, 844).await.unwrap();
+    std::fs::write(artifact("console-phone.png"), c.screenshot().await.unwrap()).unwrap();
+    c.close().await.unwrap();
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_uses_the_token_field_for_routes_with_auth() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let topic = unique("console-auth");
+    create_topic(&topic, 1).await;
+    let secret = "console-secret-console-secret-console-01";
+    let b = bridge(&config(
+        "secure",
+        &topic,
+        &format!("auth = {{ type = \"jwt\", algorithm = \"HS256\", secret = \"{secret}\" }}"),
+    ))
+    .await;
+    let (_driver, c) = browser().await;
+    c.goto(&format!("http://{}/#route=secure", b.http_addr))
+        .await
+        .unwrap();
+    let state = "return document.getElementById('state').textContent";
+    until(&c, "refused without a token", state, |v| {
+        v == "refused: 401 unauthorized"
+    })
+    .await;
+    let exp = chrono::Utc::now().timestamp() + 600;
+    let token = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({ "sub": "console", "exp": exp }),
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let field = c.find(Locator::Id("token")).await.unwrap();
+    field.send_keys(&token).await.unwrap();
+    eval(
+        &c,
+        "document.getElementById('token').dispatchEvent(new Event('change')); return 1",
+    )
+    .await;
+    until(&c, "open with the token", state, |v| v == "open").await;
+    let p = producer();
+    produce_text(&p, &topic, "for token holders").await;
+    until(
+        &c,
+        "event shown",
+        "return [...document.querySelectorAll('#events pre.data')].map(p => p.dataset.raw)",
+        |v| v == &json!(["for token holders"]),
+    )
+    .await;
     c.close().await.unwrap();
     b.shutdown().await;
 }
@@ -307,4 +359,130 @@ es.onmessage = (e) => window.got.push([e.lastEventId, e.data]);
     );
     std::fs::write(artifact("event-source.png"), c.screenshot().await.unwrap()).unwrap();
     c.close().await.unwrap();
+}
+
+/// Serve the files of `dir` at http://127.0.0.1:PORT/ until the test ends.
+async fn serve_dir(dir: PathBuf) -> u16 {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let dir = dir.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let path = head.split_whitespace().nth(1).unwrap_or("/");
+                let path = path.split('?').next().unwrap_or("/");
+                let name = if path == "/" {
+                    "index.html"
+                } else {
+                    path.trim_start_matches('/')
+                };
+                let kind = match name.rsplit('.').next() {
+                    Some("html") => "text/html; charset=utf-8",
+                    Some("js") => "text/javascript",
+                    Some("css") => "text/css",
+                    _ => "application/octet-stream",
+                };
+                let resp = match std::fs::read(dir.join(name)) {
+                    Ok(body) if !name.contains("..") => [
+                        format!("HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len()).into_bytes(),
+                        body,
+                    ]
+                    .concat(),
+                    _ => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec(),
+                };
+                let _ = s.write_all(&resp).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sample_dashboard_shows_orders_and_inventory() {
+    use mongodb::bson::{doc, Document};
+    let topic = unique("dash-orders");
+    create_topic(&topic, 3).await;
+    let uri = mongo_uri();
+    let coll_name = unique("dash-inventory");
+    let toml = config(
+        "orders",
+        &topic,
+        "payload = \"envelope\"\nevent_name = { header = \"type\", default = \"order\" }",
+    )
+    .replace("cors_origins = [\"https://dash.example\"]", "cors_origins = [\"*\"]")
+        + &format!(
+            "\n[[routes]]\nname = \"inventory\"\nsource = {{ type = \"mongodb\", uri = \"{uri}\", database = \"sse\", collection = \"{coll_name}\", full_document = \"updateLookup\" }}\n"
+        );
+    let b = bridge(&toml).await;
+    let site =
+        serve_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/dashboard")).await;
+    let (_driver, c) = browser().await;
+    c.goto(&format!(
+        "http://127.0.0.1:{site}/?bridge=http://{}",
+        b.http_addr
+    ))
+    .await
+    .unwrap();
+    until(&c, "both streams live", "return [document.getElementById('orders-state').textContent, document.getElementById('inventory-state').textContent]", |v| {
+        v == &json!(["live", "live"])
+    })
+    .await;
+    let p = producer();
+    for (order, status) in [
+        (1, "created"),
+        (2, "created"),
+        (1, "paid"),
+        (3, "created"),
+        (2, "paid"),
+        (1, "shipped"),
+    ] {
+        let v = format!(
+            "{{\"order\":{order},\"status\":\"{status}\",\"customer\":\"ada\",\"amount\":12.5}}"
+        );
+        let key = format!("order-{order}");
+        produce(
+            &p,
+            &topic,
+            Rec {
+                partition: order % 3,
+                key: Some(key.as_bytes()),
+                value: Some(v.as_bytes()),
+                headers: vec![("type", status.as_bytes())],
+                ..Rec::default()
+            },
+        )
+        .await;
+    }
+    let coll = mongo_client(&uri)
+        .await
+        .database("sse")
+        .collection::<Document>(&coll_name);
+    for (name, qty) in [("widget", 5), ("gadget", 7), ("sprocket", 1)] {
+        coll.insert_one(doc! { "name": name, "qty": qty, "price": 9.99 })
+            .await
+            .unwrap();
+    }
+    coll.update_one(doc! { "name": "widget" }, doc! { "$set": { "qty": 42 } })
+        .await
+        .unwrap();
+    coll.delete_one(doc! { "name": "sprocket" }).await.unwrap();
+    let counts = "return ['created','paid','shipped','delivered'].map(s => document.getElementById('count-' + s).textContent)";
+    until(&c, "order counts", counts, |v| {
+        v == &json!(["1", "1", "1", "0"])
+    })
+    .await;
+    let table = "return [...document.querySelectorAll('#inventory tr')].map(r => [r.cells[1].textContent, r.cells[2].textContent]).sort()";
+    until(&c, "inventory table", table, |v| {
+        v == &json!([["gadget", "7"], ["widget", "42"]])
+    })
+    .await;
+    std::fs::write(artifact("dashboard.png"), c.screenshot().await.unwrap()).unwrap();
+    c.close().await.unwrap();
+    b.shutdown().await;
 }
