@@ -228,30 +228,6 @@ async fn console_uses_the_token_field_for_routes_with_auth() {
     b.shutdown().await;
 }
 
-/// Serve `page` at http://127.0.0.1:PORT/ until the test ends.
-async fn serve_page(page: String) -> u16 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            let page = page.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let resp = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
-                    page.len()
-                );
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    port
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_source_resumes_by_itself_after_the_bridge_is_killed() {
     let topic = unique("browser-kill");
@@ -293,7 +269,9 @@ es.onopen = () => window.opens++;
 es.onmessage = (e) => window.got.push([e.lastEventId, e.data]);
 </script>"
     );
-    let page_port = serve_page(page).await;
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), page).unwrap();
+    let page_port = serve_dir(site.path().to_path_buf()).await;
     let (_driver, c) = browser().await;
     c.goto(&format!("http://127.0.0.1:{page_port}/"))
         .await
