@@ -233,32 +233,14 @@ async fn event_source_resumes_by_itself_after_the_bridge_is_killed() {
     let topic = unique("browser-kill");
     create_topic(&topic, 2).await;
     let (port, admin) = (free_port(), free_port());
-    let toml = config("r", &topic, "")
-        .replace(
-            "admin_listen = \"127.0.0.1:0\"",
-            &format!("admin_listen = \"127.0.0.1:{admin}\""),
-        )
-        .replace(
-            "\nlisten = \"127.0.0.1:0\"",
-            &format!("\nlisten = \"127.0.0.1:{port}\""),
-        )
-        .replace(
-            "cors_origins = [\"https://dash.example\"]",
-            "cors_origins = [\"*\"]",
-        );
+    let toml = on_ports(&config("r", &topic, ""), port, admin).replace(
+        "cors_origins = [\"https://dash.example\"]",
+        "cors_origins = [\"*\"]",
+    );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bridge.toml");
     std::fs::write(&file, toml).unwrap();
-    let start = || {
-        KillOnDrop(
-            std::process::Command::new(env!("CARGO_BIN_EXE_sse-bridge"))
-                .arg("--config")
-                .arg(&file)
-                .env("RUST_LOG", "warn")
-                .spawn()
-                .unwrap(),
-        )
-    };
+    let start = || spawn_bridge(&file);
     let mut bridge_proc = start();
     wait_status(format!("127.0.0.1:{admin}").parse().unwrap(), 200, T).await;
     let page = format!(
@@ -284,16 +266,7 @@ es.onmessage = (e) => window.got.push([e.lastEventId, e.data]);
             for i in from..to {
                 let part = (i % 2) as i32;
                 let v = format!("p{part}-{i}");
-                produce(
-                    &p,
-                    &topic,
-                    Rec {
-                        partition: part,
-                        value: Some(v.as_bytes()),
-                        ..Rec::default()
-                    },
-                )
-                .await;
+                produce_at(&p, &topic, part, v.as_bytes()).await;
             }
         }
     };

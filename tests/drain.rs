@@ -33,16 +33,7 @@ async fn terminated_instance_drains_its_clients_to_the_other_without_loss() {
         tokio::spawn(async move {
             let p = producer();
             for i in 0..150 {
-                produce(
-                    &p,
-                    &topic,
-                    Rec {
-                        partition: i % 2,
-                        value: Some(format!("{i}").as_bytes()),
-                        ..Rec::default()
-                    },
-                )
-                .await;
+                produce_at(&p, &topic, i % 2, format!("{i}").as_bytes()).await;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         })

@@ -208,51 +208,15 @@ async fn partitions_added_later_are_picked_up() {
     let url = format!("http://{}/streams/r", b.http_addr);
     let mut c = SseClient::connect(&url, None).await;
     let p = producer();
-    produce(
-        &p,
-        &topic,
-        Rec {
-            partition: 0,
-            value: Some(b"p0"),
-            ..Rec::default()
-        },
-    )
-    .await;
+    produce_at(&p, &topic, 0, b"p0").await;
     assert_eq!(c.take(1, T).await[0].data, "p0");
     delete_topic(&topic).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     create_topic(&topic, 2).await;
     let p = producer(); // fresh metadata: the new partition
-    produce(
-        &p,
-        &topic,
-        Rec {
-            partition: 1,
-            value: Some(b"new-p1"),
-            ..Rec::default()
-        },
-    )
-    .await;
-    produce(
-        &p,
-        &topic,
-        Rec {
-            partition: 0,
-            value: Some(b"new-p0a"),
-            ..Rec::default()
-        },
-    )
-    .await;
-    produce(
-        &p,
-        &topic,
-        Rec {
-            partition: 0,
-            value: Some(b"new-p0b"),
-            ..Rec::default()
-        },
-    )
-    .await;
+    produce_at(&p, &topic, 1, b"new-p1").await;
+    produce_at(&p, &topic, 0, b"new-p0a").await;
+    produce_at(&p, &topic, 0, b"new-p0b").await;
     let mut data = Vec::new();
     let mut resets = 0;
     let mut last = String::new();

@@ -265,27 +265,11 @@ async fn bridge_process_restart_loses_nothing() {
     let p = producer();
     let admin_port = free_port();
     let port = free_port();
-    let toml = config("r", &topic, "")
-        .replace(
-            "127.0.0.1:0\"\nadmin",
-            &format!("127.0.0.1:{port}\"\nadmin"),
-        )
-        .replace(
-            "admin_listen = \"127.0.0.1:0\"",
-            &format!("admin_listen = \"127.0.0.1:{admin_port}\""),
-        );
+    let toml = on_ports(&config("r", &topic, ""), port, admin_port);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bridge.toml");
     std::fs::write(&cfg, toml).unwrap();
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_sse-bridge"))
-            .arg("--config")
-            .arg(&cfg)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn sse-bridge")
-    };
+    let spawn = || spawn_bridge(&cfg);
     let ready = format!("http://127.0.0.1:{admin_port}/readyz");
     let url = format!("http://127.0.0.1:{port}/streams/r");
 
@@ -297,14 +281,14 @@ async fn bridge_process_restart_loses_nothing() {
     let last = c.last_id();
     // SIGTERM: graceful shutdown closes the stream.
     std::process::Command::new("kill")
-        .arg(proc1.id().to_string())
+        .arg(proc1.0.id().to_string())
         .status()
         .unwrap();
     assert!(
         c.wait_end(Duration::from_secs(10)).await,
         "stream closed on shutdown"
     );
-    assert!(proc1.wait().unwrap().success());
+    assert!(proc1.0.wait().unwrap().success());
     sent.extend(produce_n(&p, &topic, 3, "during", 15).await);
 
     let mut proc2 = spawn();
@@ -317,6 +301,5 @@ async fn bridge_process_restart_loses_nothing() {
     all.extend(rest);
     sent.sort();
     assert_eq!(datas(&all), sent);
-    let _ = proc2.kill();
-    let _ = proc2.wait();
+    proc2.stop();
 }

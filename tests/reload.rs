@@ -99,26 +99,11 @@ async fn the_binary_reloads_on_sighup() {
     let topic = unique("sighup");
     create_topic(&topic, 1).await;
     let (port, admin) = (free_port(), free_port());
-    let head = config("a", &topic, "")
-        .replace(
-            "admin_listen = \"127.0.0.1:0\"",
-            &format!("admin_listen = \"127.0.0.1:{admin}\""),
-        )
-        .replace(
-            "\nlisten = \"127.0.0.1:0\"",
-            &format!("\nlisten = \"127.0.0.1:{port}\""),
-        );
+    let head = on_ports(&config("a", &topic, ""), port, admin);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bridge.toml");
     std::fs::write(&file, &head).unwrap();
-    let mut child = KillOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_sse-bridge"))
-            .arg("--config")
-            .arg(&file)
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = spawn_bridge(&file);
     wait_port(port).await;
     let b_url = format!("http://127.0.0.1:{port}/streams/b");
     assert_eq!(reqwest::get(&b_url).await.unwrap().status(), 404);

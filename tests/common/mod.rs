@@ -114,17 +114,23 @@ pub async fn produce(p: &FutureProducer, topic: &str, r: Rec<'_>) -> i64 {
     delivery.offset
 }
 
-/// Produce one text record to partition 0.
-pub async fn produce_text(p: &FutureProducer, topic: &str, value: &str) -> i64 {
+/// Produce one record with only a value to `partition`.
+pub async fn produce_at(p: &FutureProducer, topic: &str, partition: i32, value: &[u8]) -> i64 {
     produce(
         p,
         topic,
         Rec {
-            value: Some(value.as_bytes()),
+            partition,
+            value: Some(value),
             ..Rec::default()
         },
     )
     .await
+}
+
+/// Produce one text record to partition 0.
+pub async fn produce_text(p: &FutureProducer, topic: &str, value: &str) -> i64 {
+    produce_at(p, topic, 0, value.as_bytes()).await
 }
 
 /// Produce `n` text records `"{prefix}-{i}"` round-robin over `partitions` partitions.
@@ -162,6 +168,33 @@ retry = "500ms"
 shutdown_grace = "2s"
 drain_window = "1s"
 "#;
+
+/// `toml` (made by [`config`] or [`mongo_config`]) listening on `port` and `admin`
+/// instead of ephemeral ports, for a bridge process that restarts on the same ones.
+pub fn on_ports(toml: &str, port: u16, admin: u16) -> String {
+    toml.replace(
+        "admin_listen = \"127.0.0.1:0\"",
+        &format!("admin_listen = \"127.0.0.1:{admin}\""),
+    )
+    .replace(
+        "\nlisten = \"127.0.0.1:0\"",
+        &format!("\nlisten = \"127.0.0.1:{port}\""),
+    )
+}
+
+/// The sse-bridge binary running the configuration in `file` (killed when dropped).
+pub fn spawn_bridge(file: &std::path::Path) -> KillOnDrop {
+    KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_sse-bridge"))
+            .arg("--config")
+            .arg(file)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn sse-bridge"),
+    )
+}
 
 /// TOML of a one-route config on `topic`, listening on ephemeral ports.
 pub fn config(route: &str, topic: &str, route_extra: &str) -> String {
