@@ -7,10 +7,35 @@
 use bytes::Bytes;
 
 use super::{Event, Origin};
+use crate::config::Selector;
+use crate::http::sse::Frame;
 
 /// The values of the route's selectors for one event, in the route's selector order.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Attrs(pub Vec<Option<Bytes>>);
+
+impl Attrs {
+    /// The values `selectors` pick from an event encoded as `frame`: its event name from
+    /// the frame, anything else from `from_source` (`None` where the source has no such
+    /// part). `None` on a route without selectors, so unfiltered routes carry nothing.
+    pub fn of(
+        selectors: &[Selector],
+        frame: &Frame,
+        from_source: impl Fn(&Selector) -> Option<Bytes>,
+    ) -> Option<Box<Attrs>> {
+        if selectors.is_empty() {
+            return None;
+        }
+        let values = selectors
+            .iter()
+            .map(|s| match s {
+                Selector::Event => Some(Bytes::copy_from_slice(frame_event_name(frame))),
+                other => from_source(other),
+            })
+            .collect();
+        Some(Box::new(Attrs(values)))
+    }
+}
 
 /// A client's conditions: (index of the route selector, required value); all must hold.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -46,7 +71,7 @@ impl ClientFilter {
 }
 
 /// The SSE event name of an encoded frame (`message` when it has no `event:` line).
-pub fn frame_event_name(frame: &crate::http::sse::Frame) -> &[u8] {
+pub fn frame_event_name(frame: &Frame) -> &[u8] {
     let body = &frame.bytes[frame.body_start..];
     body.strip_prefix(b"event: ")
         .and_then(|rest| rest.split(|b| *b == b'\n').next())

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::config::{EventNameConfig, PayloadMode, Selector};
 use crate::http::sse::{self, Frame};
-use crate::hub::filter::{frame_event_name, Attrs};
+use crate::hub::filter::Attrs;
 
 /// Encodes records of one route.
 #[derive(Debug, Clone)]
@@ -54,24 +54,15 @@ impl RecordEncoder {
     /// What the route's filters compare in `msg` (whose frame is `frame`); `None` on a
     /// route without filters.
     pub fn attrs<M: Message>(&self, msg: &M, frame: &Frame) -> Option<Box<Attrs>> {
-        if self.selectors.is_empty() {
-            return None;
-        }
-        let values = self
-            .selectors
-            .iter()
-            .map(|s| match s {
-                Selector::Key => msg.key().map(Bytes::copy_from_slice),
-                Selector::Header(name) => msg.headers().and_then(|hs| {
-                    hs.iter()
-                        .find(|h| h.key == name)
-                        .and_then(|h| h.value.map(Bytes::copy_from_slice))
-                }),
-                Selector::Event => Some(Bytes::copy_from_slice(frame_event_name(frame))),
-                Selector::Field(_) => None,
-            })
-            .collect();
-        Some(Box::new(Attrs(values)))
+        Attrs::of(&self.selectors, frame, |s| match s {
+            Selector::Key => msg.key().map(Bytes::copy_from_slice),
+            Selector::Header(name) => msg.headers().and_then(|hs| {
+                hs.iter()
+                    .find(|h| h.key == name)
+                    .and_then(|h| h.value.map(Bytes::copy_from_slice))
+            }),
+            Selector::Event | Selector::Field(_) => None,
+        })
     }
 
     fn event_name<'a, M: Message>(&'a self, msg: &'a M) -> &'a str {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::config::{EventNameConfig, PayloadMode, Selector};
 use crate::http::sse::{self, Frame};
-use crate::hub::filter::{frame_event_name, Attrs};
+use crate::hub::filter::Attrs;
 
 /// Encodes the changes of one route.
 #[derive(Debug, Clone)]
@@ -64,19 +64,10 @@ impl ChangeEncoder {
     /// field's string, number, boolean or ObjectId (as hex) value; `None` on a route
     /// without filters.
     pub fn attrs(&self, doc: &Document, frame: &Frame) -> Option<Box<Attrs>> {
-        if self.selectors.is_empty() {
-            return None;
-        }
-        let values = self
-            .selectors
-            .iter()
-            .map(|s| match s {
-                Selector::Event => Some(Bytes::copy_from_slice(frame_event_name(frame))),
-                Selector::Field(path) => field(doc, path).and_then(scalar),
-                Selector::Key | Selector::Header(_) => None,
-            })
-            .collect();
-        Some(Box::new(Attrs(values)))
+        Attrs::of(&self.selectors, frame, |s| match s {
+            Selector::Field(path) => field(doc, path).and_then(scalar),
+            Selector::Key | Selector::Header(_) | Selector::Event => None,
+        })
     }
 
     /// The frame of change `doc` under `id`.
