@@ -197,15 +197,8 @@ async fn pump_merged(tcp: TcpStream, mut chunks: multiplex::Chunks, kill: Cancel
             _ = &mut gone => return,
             _ = &mut killed => return,
         };
-        let Some(chunk) = chunk else {
-            let _ = write_all(&tcp, &mut Bytes::from_static(b"0\r\n\r\n")).await;
-            return;
-        };
-        let mut framed = Bytes::from(format!("{:x}\r\n", chunk.len()))
-            .chain(chunk)
-            .chain(&b"\r\n"[..]);
         tokio::select! {
-            r = write_all(&tcp, &mut framed) => if r.is_err() { return },
+            r = write_chunk(&tcp, chunk) => if !matches!(r, Ok(true)) { return },
             _ = &mut killed => return,
         }
     }
@@ -263,20 +256,27 @@ async fn pump(
             _ = &mut gone => return,
             _ = &mut killed => return,
         };
-        let Some(chunk) = chunk else {
-            let _ = write_all(&tcp, &mut Bytes::from_static(b"0\r\n\r\n")).await;
-            return;
-        };
-        let len = chunk.len();
-        let mut framed = Bytes::from(format!("{len:x}\r\n"))
-            .chain(chunk)
-            .chain(&b"\r\n"[..]);
+        let len = chunk.as_ref().map_or(0, Bytes::len);
         tokio::select! {
-            r = write_all(&tcp, &mut framed) => if r.is_err() { return },
+            r = write_chunk(&tcp, chunk) => if !matches!(r, Ok(true)) { return },
             _ = &mut killed => return,
         }
         stream.wrote(len);
     }
+}
+
+/// Write `chunk` with chunked framing (in one vectored write when the socket takes it),
+/// or for `None` the final empty chunk; `Ok(false)` once the response is complete.
+async fn write_chunk(tcp: &TcpStream, chunk: Option<Bytes>) -> io::Result<bool> {
+    let Some(chunk) = chunk else {
+        write_all(tcp, &mut Bytes::from_static(b"0\r\n\r\n")).await?;
+        return Ok(false);
+    };
+    let mut framed = Bytes::from(format!("{:x}\r\n", chunk.len()))
+        .chain(chunk)
+        .chain(&b"\r\n"[..]);
+    write_all(tcp, &mut framed).await?;
+    Ok(true)
 }
 
 /// Write all of `buf` to a shared socket.
