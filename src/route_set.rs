@@ -75,7 +75,7 @@ pub fn start_route(
         fanout,
         auth,
         access: rc.access(),
-        selectors: rc.access().selectors(),
+        selectors: rc.selectors(),
         open: Arc::default(),
         raw,
         stop,
@@ -121,7 +121,7 @@ pub enum ReloadError {
 /// reloaded (a difference is logged); an invalid file changes nothing.
 pub fn reload(app: &App, file: &Path, scope: &Scope<'_>) -> Result<Reloaded, ReloadError> {
     let new = Settings::load(file)?;
-    if format!("{:?}", new.server) != format!("{:?}", app.server) {
+    if new.server != app.server {
         warn!("server settings differ from the running ones; they apply at the next restart");
     }
     let old = app.table();

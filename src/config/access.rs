@@ -182,21 +182,6 @@ pub struct RouteAccess {
     pub cors_credentials: bool,
 }
 
-impl RouteAccess {
-    /// Every selector the route's events must be described by.
-    pub fn selectors(&self) -> Vec<Selector> {
-        let mut v: Vec<Selector> = self
-            .filters
-            .iter()
-            .map(|f| f.on.clone())
-            .chain(self.client_filters.iter().cloned())
-            .collect();
-        v.sort();
-        v.dedup();
-        v
-    }
-}
-
 /// A network in CIDR form, or a single address.
 pub fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
     s.parse::<ipnet::IpNet>()

@@ -47,7 +47,7 @@ pub enum LogFormat {
 }
 
 /// `[server]`: listeners, timers and cross-origin policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address the SSE routes are served on.
@@ -264,6 +264,20 @@ impl RouteConfig {
             SourceConfig::Kafka(_) => PayloadMode::Value,
             SourceConfig::Mongo(_) => PayloadMode::Change,
         })
+    }
+
+    /// Every selector the route's events carry values for (claim filters and client
+    /// filters), sorted, once each.
+    pub fn selectors(&self) -> Vec<Selector> {
+        let mut v: Vec<Selector> = self
+            .filters
+            .iter()
+            .map(|f| f.on.clone())
+            .chain(self.client_filters.iter().cloned())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// The route's access settings.

@@ -219,7 +219,7 @@ client_filters = ["header:region", "event"]
     let dbg = format!("{:?}", ok.routes[0].auth);
     assert!(!dbg.contains(SECRET), "secret leaked in {dbg}");
     assert_eq!(
-        ok.routes[0].access().selectors(),
+        ok.routes[0].selectors(),
         vec![
             Selector::Key,
             Selector::Header("region".into()),

@@ -235,8 +235,7 @@ impl ClientStream {
             EndKind::MaxAge => (DisconnectReason::MaxAge, sse::heartbeat(&id)),
             EndKind::Drain => (DisconnectReason::Shutdown, sse::heartbeat(&id)),
         };
-        self.reason = Some(reason);
-        self.catchup = None;
+        self.finish(reason);
         Some(chunk)
     }
 

@@ -56,7 +56,7 @@ impl KafkaSource {
             encoder: RecordEncoder::new(
                 route.payload_mode(),
                 route.event_name.clone(),
-                route.access().selectors(),
+                route.selectors(),
             ),
             start: route.start,
             warm_events: if route.replay.warm_start {

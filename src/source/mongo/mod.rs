@@ -88,7 +88,7 @@ impl MongoSource {
             encoder: ChangeEncoder::new(
                 route.payload_mode(),
                 route.event_name.clone(),
-                route.access().selectors(),
+                route.selectors(),
             ),
             cfg,
             hub,
