@@ -29,6 +29,17 @@ wait_port() { # host port seconds
   done
 }
 
+# started WHAT PID PORT LOG: a server just launched in LOG's directory; records its PID
+# there and waits until it listens on PORT, printing LOG if it never does.
+started() {
+  echo "$2" >"$(dirname "$4")/pid"
+  if ! wait_port 127.0.0.1 "$3" 60; then
+    echo "$1 did not start; log:" >&2
+    cat "$4" >&2
+    return 1
+  fi
+}
+
 # start_nisshi NAME: starts a broker in an empty directory; sets KAFKA_ADDR and NISSHI_PID.
 start_nisshi() {
   local name="${1:-nisshi}" port dir
@@ -39,12 +50,7 @@ start_nisshi() {
       --advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine memory://nisshi/ \
       --group-initial-rebalance-delay 0s >"$dir/broker.log" 2>&1) &
   NISSHI_PID=$!
-  echo "$NISSHI_PID" >"$dir/pid"
-  if ! wait_port 127.0.0.1 "$port" 60; then
-    echo "nisshi did not start; log:" >&2
-    cat "$dir/broker.log" >&2
-    return 1
-  fi
+  started nisshi "$NISSHI_PID" "$port" "$dir/broker.log" || return 1
   KAFKA_ADDR="127.0.0.1:$port"
   log "nisshi $NISSHI_VERSION on $KAFKA_ADDR (pid $NISSHI_PID, log $dir/broker.log)"
 }
@@ -59,14 +65,21 @@ stop_pid() {
 
 SECANTUS_VERSION=0.7.0b3
 
+# project_venv: the project's Python venv (created when missing); prints its path.
+project_venv() {
+  local venv="$WORK/venv"
+  if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv" >&2
+    python3 -m venv "$venv" >&2
+  fi
+  echo "$venv"
+}
+
 # A Python venv holding the MongoDB-protocol server (SecantusDB) and pymongo (for the
 # demo's writer); sets PY.
 ensure_venv() {
-  local venv="$WORK/venv"
-  if [ ! -x "$venv/bin/python" ]; then
-    log "creating $venv"
-    python3 -m venv "$venv"
-  fi
+  local venv
+  venv="$(project_venv)"
   if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('SecantusDB') != '$SECANTUS_VERSION')" 2>/dev/null; then
     log "installing SecantusDB==$SECANTUS_VERSION and pymongo into $venv"
     "$venv/bin/pip" install -q "SecantusDB==$SECANTUS_VERSION" pymongo
@@ -86,12 +99,7 @@ start_secantus() {
   (cd "$dir" && exec "$SECANTUSD" --host 127.0.0.1 --port "$port" --storage-path :memory: \
       --noop-heartbeat-seconds 1 >"$dir/server.log" 2>&1) &
   SECANTUS_PID=$!
-  echo "$SECANTUS_PID" >"$dir/pid"
-  if ! wait_port 127.0.0.1 "$port" 60; then
-    echo "SecantusDB did not start; log:" >&2
-    cat "$dir/server.log" >&2
-    return 1
-  fi
+  started SecantusDB "$SECANTUS_PID" "$port" "$dir/server.log" || return 1
   MONGO_URI="mongodb://127.0.0.1:$port/?replicaSet=secantus"
   log "SecantusDB $SECANTUS_VERSION on 127.0.0.1:$port (pid $SECANTUS_PID, log $dir/server.log)"
 }
