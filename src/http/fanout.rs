@@ -7,7 +7,7 @@
 //! the writer also sends parked clients their heartbeats.
 
 use std::collections::HashMap;
-use std::io::{self, IoSlice};
+use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -181,7 +181,7 @@ enum Wrote {
 fn try_write(tcp: &TcpStream, chunk: &[u8]) -> Wrote {
     let mut done = 0;
     while done < chunk.len() {
-        match tcp.try_write_vectored(&[IoSlice::new(&chunk[done..])]) {
+        match tcp.try_write(&chunk[done..]) {
             Ok(0) => return Wrote::Failed,
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Wrote::Part(done),
@@ -254,10 +254,9 @@ impl Writer {
     }
 
     fn give_back(&mut self, id: u64, pending: Option<Bytes>) {
-        let Some(mut p) = self.parked.remove(&id) else {
+        let Some(mut p) = self.unpark(id) else {
             return;
         };
-        self.hub.metrics().parked.dec();
         if let (Some(reply), Some((seq, cursor))) = (p.reply.take(), &self.state) {
             let _ = reply.send(Handback {
                 seq: *seq,
@@ -266,16 +265,23 @@ impl Writer {
                 last_write: p.last_write,
             });
         }
-        if self.parked.is_empty() {
-            self.state = None;
-        }
+        self.settle();
     }
 
     /// Drop a client whose socket failed (its task sees the writer hang up).
     fn forget(&mut self, id: u64) {
-        if self.parked.remove(&id).is_some() {
-            self.hub.metrics().parked.dec();
-        }
+        self.unpark(id);
+        self.settle();
+    }
+
+    fn unpark(&mut self, id: u64) -> Option<Parked> {
+        let p = self.parked.remove(&id)?;
+        self.hub.metrics().parked.dec();
+        Some(p)
+    }
+
+    /// With no client left, the writer has no position of its own.
+    fn settle(&mut self) {
         if self.parked.is_empty() {
             self.state = None;
         }
@@ -484,9 +490,7 @@ impl Writer {
         for (id, rest) in back {
             self.give_back(id, Some(rest));
         }
-        if self.parked.is_empty() {
-            self.state = None;
-        }
+        self.settle();
     }
 }
 
