@@ -60,15 +60,8 @@ pub async fn open(
             format!("`routes` must name 1 to {MAX_MULTI} routes, comma-separated"),
         ));
     }
-    if let Some(h) = headers.get("last-event-id") {
-        last_id = Some(
-            h.to_str()
-                .map_err(|_| bad("malformed_event_id", "Last-Event-ID is not ASCII".into()))?
-                .to_owned(),
-        );
-    }
-    let ids: HashMap<String, String> = match last_id.filter(|s| !s.trim().is_empty()) {
-        Some(id) => decode_multi(id.trim())
+    let ids: HashMap<String, String> = match routes::last_id(headers, last_id)? {
+        Some(id) => decode_multi(&id)
             .map_err(|e| bad("malformed_event_id", e.to_string()))?
             .into_iter()
             .collect(),

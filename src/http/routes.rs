@@ -235,14 +235,8 @@ fn start_of(headers: &HeaderMap, query: &str) -> Result<ClientStart, Box<Respons
             _ => {}
         }
     }
-    if let Some(h) = headers.get("last-event-id") {
-        let v = h
-            .to_str()
-            .map_err(|_| bad("malformed_event_id", "Last-Event-ID is not ASCII".into()))?;
-        id = Some(v.to_owned());
-    }
-    if let Some(id) = id.filter(|s| !s.trim().is_empty()) {
-        return EventId::decode(id.trim())
+    if let Some(id) = last_id(headers, id)? {
+        return EventId::decode(&id)
             .map(ClientStart::Id)
             .map_err(|e| bad("malformed_event_id", e.to_string()));
     }
@@ -255,6 +249,29 @@ fn start_of(headers: &HeaderMap, query: &str) -> Result<ClientStart, Box<Respons
         });
     }
     Ok(ClientStart::Default)
+}
+
+/// The id a client resumes from: its `Last-Event-ID` header (what a browser sends when
+/// it reconnects), else `?lastEventId=` (`from_query`); trimmed; `None` when blank.
+pub(crate) fn last_id(
+    headers: &HeaderMap,
+    from_query: Option<String>,
+) -> Result<Option<String>, Box<Response>> {
+    let id = match headers.get("last-event-id") {
+        Some(h) => Some(
+            h.to_str()
+                .map_err(|_| {
+                    Box::new(json_error(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_event_id",
+                        "Last-Event-ID is not ASCII",
+                    ))
+                })?
+                .to_owned(),
+        ),
+        None => from_query,
+    };
+    Ok(id.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
 }
 
 /// RFC 3339 or epoch milliseconds.
