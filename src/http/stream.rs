@@ -82,6 +82,8 @@ pub struct ClientStream {
     guard: ClientGuard,
     filter: Option<ClientFilter>,
     ends: Option<(Instant, EndKind)>,
+    /// Fires at the end time (one timer per stream, only when it has an end).
+    end_timer: Option<Pin<Box<Sleep>>>,
     draining: Option<(CancellationToken, Duration)>,
     _held: Held,
 }
@@ -127,6 +129,9 @@ impl ClientStream {
             guard,
             filter: extras.filter.filter(|f| !f.is_empty()),
             ends: extras.ends,
+            end_timer: extras
+                .ends
+                .map(|(at, _)| Box::pin(tokio::time::sleep_until(at))),
             draining: extras.draining,
             _held: extras.held,
         }
@@ -210,6 +215,10 @@ impl ClientStream {
         let at = Instant::now() + window.mul_f64(fastrand::f64());
         if self.ends.is_none_or(|(e, _)| at < e) {
             self.ends = Some((at, EndKind::Drain));
+            match &mut self.end_timer {
+                Some(t) => t.as_mut().reset(at),
+                None => self.end_timer = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
         }
     }
 
@@ -280,7 +289,7 @@ impl ClientStream {
                 let item = tokio::select! {
                     biased;
                     _ = self.cancel.cancelled() => return self.finish(DisconnectReason::Shutdown),
-                    _ = sleep_until_opt(self.ends.map(|e| e.0)) => continue,
+                    _ = fires(&mut self.end_timer) => continue,
                     _ = cancelled_opt(drain.as_ref()) => continue,
                     // A filtered client may read much history before anything passes:
                     // heartbeats carry its position meanwhile.
@@ -352,7 +361,7 @@ impl ClientStream {
                     tokio::select! {
                         biased;
                         _ = self.cancel.cancelled() => return self.finish(DisconnectReason::Shutdown),
-                        _ = sleep_until_opt(self.ends.map(|e| e.0)) => {}
+                        _ = fires(&mut self.end_timer) => {}
                         _ = cancelled_opt(drain.as_ref()) => {}
                         _ = self.rx.changed() => {}
                         _ = self.heartbeat.as_mut() => {
@@ -414,6 +423,14 @@ impl ClientStream {
             self.buf = Vec::new();
         }
         out.map(BytesMut::freeze).or(single)
+    }
+}
+
+/// Resolves when `timer` fires; never without one.
+async fn fires(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer {
+        Some(t) => t.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 
