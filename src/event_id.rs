@@ -201,6 +201,7 @@ pub(crate) mod varint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::kafka::UNKNOWN;
     use proptest::prelude::*;
 
     fn kafka_pos() -> impl Strategy<Value = KafkaPosition> {
@@ -297,6 +298,127 @@ mod tests {
             EventId::decode(&"A".repeat(MAX_ID_LEN + 1)),
             Err(IdError::TooLong)
         );
+    }
+
+    // Golden vectors of the version-1 wire format. The bytes are written out by hand from
+    // the format documented in README.md ("Wire format (version 1)"); a change to any of
+    // them changes every id clients hold, so these tests must only ever gain vectors.
+
+    /// `EventId` encodes to exactly `wire`, whose bytes are exactly `raw`, and decodes back.
+    fn assert_golden(id: &EventId, raw: &[u8], wire: &str) {
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(raw),
+            wire,
+            "golden bytes vs golden string"
+        );
+        assert_eq!(id.encode(), wire, "encode");
+        assert_eq!(EventId::decode(wire).as_ref(), Ok(id), "decode");
+    }
+
+    #[test]
+    fn golden_kafka_readme_example() {
+        // README: "For a 3-partition topic `orders` an id is about 20 characters".
+        const RAW: [u8; 14] = [
+            0x01, // version 1
+            b'k', // kind: Kafka
+            0x01, // varint topic count = 1
+            0x06, // varint name length = 6
+            b'o', b'r', b'd', b'e', b'r', b's', // "orders"
+            0x03, // varint partition count = 3
+            0x12, // zigzag(9 - 0) = 18: partition 0 at 9
+            0x01, // zigzag(8 - 9) = zigzag(-1) = 1: partition 1 at 8
+            0x0f, // zigzag(0 - 8) = zigzag(-8) = 15: partition 2 at 0
+        ];
+        let id = EventId::Kafka(KafkaPosition::from_topics(vec![(
+            "orders".into(),
+            vec![9, 8, 0],
+        )]));
+        assert_golden(&id, &RAW, "AWsBBm9yZGVycwMSAQ8");
+    }
+
+    #[test]
+    fn golden_kafka_two_topics_large_offset_and_unknown() {
+        const RAW: [u8; 28] = [
+            0x01, // version 1
+            b'k', // kind: Kafka
+            0x02, // varint topic count = 2
+            0x03, // varint name length = 3
+            b'p', b'a', b'y', // "pay"
+            0x03, // varint partition count = 3
+            // zigzag(1_000_000_000_000 - 0) = 2_000_000_000_000, LEB128 in 6 bytes
+            0x80, 0xc0, 0xa8, 0xca, 0x9a, 0x3a,
+            // zigzag(-1 - 1_000_000_000_000) = 2_000_000_000_001: partition 1 UNKNOWN
+            0x81, 0xc0, 0xa8, 0xca, 0x9a, 0x3a,
+            0x56, // zigzag(42 - (-1)) = 86: partition 2 at 42
+            0x02, // varint name length = 2
+            b'e', b'v', // "ev"
+            0x02, // varint partition count = 2
+            0x01, // zigzag(-1 - 0) = 1: partition 0 UNKNOWN
+            0xda, 0x04, // zigzag(300 - (-1)) = 602 = 0x25a, LEB128: partition 1 at 300
+        ];
+        let id = EventId::Kafka(KafkaPosition::from_topics(vec![
+            ("pay".into(), vec![1_000_000_000_000, UNKNOWN, 42]),
+            ("ev".into(), vec![UNKNOWN, 300]),
+        ]));
+        assert_golden(&id, &RAW, "AWsCA3BheQOAwKjKmjqBwKjKmjpWAmV2AgHaBA");
+    }
+
+    /// The BSON of `{"_data": "8263A1B2C3000000012B0229296E04"}`, as a resume token.
+    const MONGO_TOKEN_BSON: [u8; 47] = [
+        0x2f, 0x00, 0x00, 0x00, // int32 LE document length = 47
+        0x02, // element type: UTF-8 string
+        b'_', b'd', b'a', b't', b'a', 0x00, // cstring "_data"
+        0x1f, 0x00, 0x00, 0x00, // int32 LE string length = 30 + NUL
+        b'8', b'2', b'6', b'3', b'A', b'1', b'B', b'2', b'C', b'3', b'0', b'0', b'0', b'0', b'0',
+        b'0', b'0', b'1', b'2', b'B', b'0', b'2', b'2', b'9', b'2', b'9', b'6', b'E', b'0', b'4',
+        0x00, // the string and its NUL
+        0x00, // end of document
+    ];
+    const MONGO_WIRE: &str = "AW0vAAAAAl9kYXRhAB8AAAA4MjYzQTFCMkMzMDAwMDAwMDEyQjAyMjkyOTZFMDQAAA";
+
+    #[test]
+    fn golden_mongo_token() {
+        let d = mongodb::bson::doc! { "_data": "8263A1B2C3000000012B0229296E04" };
+        let token = MongoToken::from_document(&d).unwrap();
+        assert_eq!(
+            token.0, MONGO_TOKEN_BSON,
+            "token is the BSON document, byte for byte"
+        );
+        let mut raw = vec![0x01, b'm']; // version 1, kind: MongoDB
+        raw.extend_from_slice(&MONGO_TOKEN_BSON); // payload: the token's BSON, as is
+        assert_golden(&EventId::Mongo(token), &raw, MONGO_WIRE);
+    }
+
+    #[test]
+    fn golden_multi_of_two_routes() {
+        let mut raw = vec![
+            0x01, // version 1
+            b'x', // kind: composite
+            0x02, // varint route count = 2
+            0x06, // varint route name length = 6
+            b'o', b'r', b'd', b'e', b'r', b's', // "orders"
+            0x0e, // varint id length = 14: the route's raw id, version and kind included
+            0x01, b'k', 0x01, 0x06, b'o', b'r', b'd', b'e', b'r', b's', 0x03, 0x12, 0x01, 0x0f,
+            0x05, // varint route name length = 5
+            b'a', b'u', b'd', b'i', b't', // "audit"
+            0x31, // varint id length = 49
+            0x01, b'm', // the route's raw id: version 1, kind MongoDB, ...
+        ];
+        raw.extend_from_slice(&MONGO_TOKEN_BSON); // ... and the token
+        let wire = "AXgCBm9yZGVycw4BawEGb3JkZXJzAxIBDwVhdWRpdDEBbS8AAAACX2RhdGEAHwAAADgyNjNBMUIyQzMwMDAwMDAwMTJCMDIyOTI5NkUwNAAA";
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(&raw),
+            wire,
+            "golden bytes vs golden string"
+        );
+        let parts = [("orders", "AWsBBm9yZGVycwMSAQ8"), ("audit", MONGO_WIRE)];
+        assert_eq!(encode_multi(parts), wire, "encode");
+        let decoded = decode_multi(wire).unwrap();
+        let want: Vec<(String, String)> = parts
+            .iter()
+            .map(|(n, i)| (n.to_string(), i.to_string()))
+            .collect();
+        assert_eq!(decoded, want, "decode");
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod hub;
 pub mod metrics;
 pub mod route_set;
 pub mod source;
+pub mod sse;
 
 use std::future::Future;
 use std::net::SocketAddr;

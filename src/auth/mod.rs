@@ -234,3 +234,196 @@ impl Authenticator {
         self.leeway
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn claims(v: Value) -> Claims {
+        match v {
+            Value::Object(m) => Claims(m),
+            _ => panic!("claims must be an object"),
+        }
+    }
+
+    #[test]
+    fn grants_string_equality() {
+        let c = claims(json!({"role": "admin"}));
+        assert!(c.grants("role", "admin"));
+        assert!(!c.grants("role", "Admin"), "case-sensitive");
+        assert!(!c.grants("role", "adm"), "no prefix match");
+        assert!(!c.grants("role", "admin "), "no trimming");
+    }
+
+    #[test]
+    fn grants_scope_lists_by_member() {
+        for claim in ["scope", "scp"] {
+            let c = claims(json!({ claim: "read write" }));
+            assert!(c.grants(claim, "read"), "{claim}");
+            assert!(c.grants(claim, "write"), "{claim}");
+            assert!(c.grants(claim, "read write"), "{claim}: whole string");
+            assert!(!c.grants(claim, "rea"), "{claim}: not a substring");
+            assert!(!c.grants(claim, "admin"), "{claim}");
+            let c = claims(json!({ claim: "readonly" }));
+            assert!(!c.grants(claim, "read"), "{claim}: not a prefix");
+        }
+    }
+
+    #[test]
+    fn grants_other_claims_with_spaces_match_whole() {
+        let c = claims(json!({"groups": "read write"}));
+        assert!(!c.grants("groups", "read"));
+        assert!(!c.grants("groups", "write"));
+        assert!(c.grants("groups", "read write"));
+    }
+
+    #[test]
+    fn grants_arrays_match_string_elements_only() {
+        let c = claims(json!({"roles": ["a", "b c", 42, true, null], "scope": ["read write"]}));
+        assert!(c.grants("roles", "a"));
+        assert!(c.grants("roles", "b c"));
+        assert!(!c.grants("roles", "b"), "array elements are not split");
+        assert!(!c.grants("roles", "42"), "numbers in arrays never match");
+        assert!(!c.grants("roles", "true"), "booleans in arrays never match");
+        assert!(!c.grants("roles", "null"));
+        assert!(
+            !c.grants("scope", "read"),
+            "a scope array is not split either"
+        );
+        assert!(c.grants("scope", "read write"));
+    }
+
+    #[test]
+    fn grants_numbers_and_booleans_as_json_text() {
+        let c = claims(json!({"level": 42, "admin": true, "off": false, "ratio": 1.5}));
+        assert!(c.grants("level", "42"));
+        assert!(!c.grants("level", "42.0"));
+        assert!(!c.grants("level", "042"));
+        assert!(c.grants("admin", "true"));
+        assert!(!c.grants("admin", "True"));
+        assert!(c.grants("off", "false"));
+        assert!(c.grants("ratio", "1.5"));
+    }
+
+    #[test]
+    fn grants_never_null_object_or_missing() {
+        let c = claims(json!({"n": null, "o": {"a": "b"}, "e": {}}));
+        assert!(!c.grants("n", "null"));
+        assert!(!c.grants("n", ""));
+        assert!(!c.grants("o", "b"));
+        assert!(!c.grants("o", r#"{"a":"b"}"#));
+        assert!(!c.grants("e", "{}"));
+        assert!(!c.grants("missing", ""));
+        assert!(!c.grants("missing", "x"));
+    }
+
+    #[test]
+    fn value_of_scalars_only() {
+        let c = claims(json!({
+            "s": "a b", "n": 42, "f": 1.5, "t": true,
+            "a": ["x"], "o": {"k": 1}, "z": null
+        }));
+        assert_eq!(c.value("s").as_deref(), Some("a b"));
+        assert_eq!(c.value("n").as_deref(), Some("42"));
+        assert_eq!(c.value("f").as_deref(), Some("1.5"));
+        assert_eq!(c.value("t").as_deref(), Some("true"));
+        assert_eq!(c.value("a"), None);
+        assert_eq!(c.value("o"), None);
+        assert_eq!(c.value("z"), None);
+        assert_eq!(c.value("missing"), None);
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn hs256(require: &[(&str, &str)]) -> Authenticator {
+        let cfg = JwtConfig {
+            algorithm: JwtAlgorithm::HS256,
+            secret: Some(SECRET.into()),
+            secret_env: None,
+            secret_file: None,
+            public_key_file: None,
+            jwks_file: None,
+            issuer: None,
+            audience: None,
+            leeway: Duration::from_secs(0),
+            cookie: None,
+            query_token: true,
+            require: require
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        match Authenticator::new(&cfg) {
+            Ok(a) => a,
+            Err((field, e)) => panic!("{field}: {e}"),
+        }
+    }
+
+    fn token(claims: Value, secret: &str) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn in_an_hour() -> u64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        now.as_secs() + 3600
+    }
+
+    #[test]
+    fn verify_applies_require() {
+        let auth = hs256(&[("scope", "read"), ("tenant", "acme")]);
+        let exp = in_an_hour();
+        let ok = token(
+            json!({"exp": exp, "scope": "read write", "tenant": "acme"}),
+            SECRET,
+        );
+        let claims = auth.verify(&ok).unwrap();
+        assert_eq!(claims.value("tenant").as_deref(), Some("acme"));
+        assert_eq!(claims.exp(), Some(exp));
+        let one_missing = token(json!({"exp": in_an_hour(), "scope": "read"}), SECRET);
+        assert_eq!(auth.verify(&one_missing).err(), Some(AuthError::Forbidden));
+        let one_wrong = token(
+            json!({"exp": in_an_hour(), "scope": "readonly", "tenant": "acme"}),
+            SECRET,
+        );
+        assert_eq!(auth.verify(&one_wrong).err(), Some(AuthError::Forbidden));
+    }
+
+    #[test]
+    fn verify_without_require_accepts_any_valid_token() {
+        let auth = hs256(&[]);
+        assert!(auth
+            .verify(&token(json!({"exp": in_an_hour()}), SECRET))
+            .is_ok());
+    }
+
+    #[test]
+    fn verify_unauthorized_before_forbidden() {
+        let auth = hs256(&[("tenant", "acme")]);
+        let no_exp = token(json!({"tenant": "acme"}), SECRET);
+        assert_eq!(auth.verify(&no_exp).err(), Some(AuthError::Unauthorized));
+        let wrong_key = token(
+            json!({"exp": in_an_hour(), "tenant": "acme"}),
+            "another secret of at least 32 bytes!",
+        );
+        assert_eq!(auth.verify(&wrong_key).err(), Some(AuthError::Unauthorized));
+        let expired = token(json!({"exp": 1_000_000_000u64, "tenant": "acme"}), SECRET);
+        assert_eq!(auth.verify(&expired).err(), Some(AuthError::Unauthorized));
+        let expired_and_forbidden = token(json!({"exp": 1_000_000_000u64}), SECRET);
+        assert_eq!(
+            auth.verify(&expired_and_forbidden).err(),
+            Some(AuthError::Unauthorized)
+        );
+        assert_eq!(
+            auth.verify("not a token").err(),
+            Some(AuthError::Unauthorized)
+        );
+    }
+}

@@ -19,8 +19,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::sse;
 use crate::hub::{Cursor, Event, Hub, Read, Verdict};
+use crate::sse;
 
 /// Most ring events framed into one chunk.
 const BATCH: usize = 1024;

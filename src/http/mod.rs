@@ -11,8 +11,7 @@ pub mod limits;
 pub mod multiplex;
 pub mod native;
 pub mod routes;
-pub mod sse;
-pub mod sse_parse;
+
 pub mod stream;
 
 use std::collections::HashMap;

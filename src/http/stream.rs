@@ -14,10 +14,10 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::limits::Held;
-use super::sse;
 use crate::hub::{ClientFilter, ClientGuard, Cursor, Event, Hub, Read, Verdict};
 use crate::metrics::{DisconnectReason, RouteMetrics};
 use crate::source::{CatchupStream, Plan, Source};
+use crate::sse;
 
 /// Most ring events written in one chunk.
 const BATCH: usize = 256;

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::{Event, Origin};
 use crate::config::Selector;
-use crate::http::sse::Frame;
+use crate::sse::Frame;
 
 /// The values of the route's selectors for one event, in the route's selector order.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -81,7 +81,7 @@ pub fn frame_event_name(frame: &Frame) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::sse;
+    use crate::sse;
 
     fn ev(origin: Origin, attrs: Option<Vec<Option<&'static str>>>) -> Event {
         Event {

@@ -14,10 +14,10 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
-use crate::http::sse::Frame;
 use crate::metrics::RouteMetrics;
 use crate::source::kafka::{KafkaCursor, KafkaPosition};
 use crate::source::mongo::MongoCursor;
+use crate::sse::Frame;
 pub use clients::{ClientGuard, Clients};
 pub use filter::{Attrs, ClientFilter};
 pub use ring::Read;

@@ -178,7 +178,7 @@ mod tests {
         head.set(0, partition, offset + 1);
         let id = Position::Kafka(head).encode();
         Arc::new(Event {
-            frame: crate::http::sse::frame(&id, None, Some(&"x".repeat(size))),
+            frame: crate::sse::frame(&id, None, Some(&"x".repeat(size))),
             origin: Origin::Kafka {
                 topic: 0,
                 partition,

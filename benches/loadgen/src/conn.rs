@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use sse_bridge::http::sse_parse::Parser;
+use sse_bridge::sse::parse::Parser;
 use tokio::net::TcpSocket;
 
 use crate::http1;

@@ -15,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{partition_counts, watermarks, KafkaPosition, KafkaSource, UNKNOWN};
-use crate::http::sse;
 use crate::hub::{Event, Origin, Position};
 use crate::source::SourceError;
+use crate::sse;
 
 /// Metadata (topics, partition counts) is refreshed this often; watermarks (lag, lost
 /// positions) every `WATERMARK_EVERY` refreshes.

@@ -4,8 +4,8 @@ use bytes::Bytes;
 
 use super::KafkaPosition;
 use crate::event_id::encode_kafka;
-use crate::http::sse;
 use crate::hub::{Origin, Verdict};
+use crate::sse;
 
 /// A client's next offset per partition; `synced` once it equals the route's head, from
 /// which point the route's shared frames (whose ids are the route's position) fit it.

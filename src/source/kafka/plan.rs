@@ -14,10 +14,10 @@ use super::{
 };
 use crate::config::StartPosition;
 use crate::event_id::EventId;
-use crate::http::sse;
 use crate::hub::Cursor;
 use crate::metrics::ResumeOutcome;
 use crate::source::{ClientStart, Plan, SourceError};
+use crate::sse;
 
 /// A partition whose asked-for position could not be served.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -111,16 +111,7 @@ impl KafkaSource {
                 outcome: Some(ResumeOutcome::Buffer),
             };
         }
-        let mut ranges = Vec::new();
-        for (ti, (_, offsets)) in base.topics().iter().enumerate() {
-            for (p, &b) in offsets.iter().enumerate() {
-                let p = p as i32;
-                let from = c.position.get(ti, p);
-                if from != UNKNOWN && b != UNKNOWN && from < b {
-                    ranges.push((ti as u16, p, from, b));
-                }
-            }
-        }
+        let ranges = catchup_ranges(&c.position, base);
         let (catchup, outcome) = if ranges.is_empty() {
             (None, ResumeOutcome::Buffer)
         } else {
@@ -141,22 +132,7 @@ impl KafkaSource {
     /// True when the ring covers `asked` on every partition (no query needed).
     fn in_window(&self, asked: &KafkaPosition) -> bool {
         let (_, base, _, head) = self.hub.window();
-        let (base, head) = (&base.into_kafka(), &head.into_kafka());
-        if asked
-            .topics()
-            .iter()
-            .enumerate()
-            .any(|(ti, (_, o))| o.len() > head.partitions(ti))
-        {
-            return false;
-        }
-        head.topics().iter().enumerate().all(|(ti, (_, offsets))| {
-            offsets.iter().enumerate().all(|(p, &h)| {
-                let a = asked.get(ti, p as i32);
-                let b = base.get(ti, p as i32);
-                a != UNKNOWN && b != UNKNOWN && b <= a && a <= h
-            })
-        })
+        covers(asked, &base.into_kafka(), &head.into_kafka())
     }
 
     async fn query<T: Send + 'static>(
@@ -181,14 +157,9 @@ impl KafkaSource {
         last: Option<i64>,
     ) -> Result<KafkaPosition, SourceError> {
         let counts = partition_counts(c, &self.cfg.topics)?;
-        let mut pos = KafkaPosition::for_topics(&self.cfg.topics);
-        for (ti, (t, n)) in self.cfg.topics.iter().zip(counts).enumerate() {
-            for p in 0..n.unwrap_or(0) as i32 {
-                let (low, high) = watermarks(c, t, p)?;
-                pos.set(ti, p, last.map_or(low, |n| (high - n).max(low)));
-            }
-        }
-        Ok(pos)
+        Ok(at_watermarks(&self.cfg.topics, &counts, last, |t, p| {
+            watermarks(c, t, p)
+        })?)
     }
 
     /// First offset at or after `ms` of every partition (`offsets_for_times`).
@@ -224,51 +195,9 @@ impl KafkaSource {
         asked: KafkaPosition,
     ) -> Result<(KafkaPosition, Vec<Unservable>), SourceError> {
         let counts = partition_counts(c, &self.cfg.topics)?;
-        let mut pos = KafkaPosition::for_topics(&self.cfg.topics);
-        let mut bad = Vec::new();
-        for (ti, ((t, offsets), n)) in asked.topics().iter().zip(counts).enumerate() {
-            let n = n.unwrap_or(0);
-            for (p, &a) in offsets.iter().enumerate().skip(n) {
-                if a != UNKNOWN {
-                    bad.push(Unservable {
-                        topic: t.clone(),
-                        partition: p as i32,
-                        requested: a,
-                        earliest: None,
-                        latest: None,
-                        resumed_from: None,
-                        reason: "partition_missing",
-                    });
-                }
-            }
-            for p in 0..n as i32 {
-                let (low, high) = watermarks(c, t, p)?;
-                let a = asked.get(ti, p);
-                let next = if a == UNKNOWN {
-                    low
-                } else if a < low || a > high {
-                    let reason = if a < low {
-                        "offset_below_log_start"
-                    } else {
-                        "offset_beyond_log_end"
-                    };
-                    bad.push(Unservable {
-                        topic: t.clone(),
-                        partition: p,
-                        requested: a,
-                        earliest: Some(low),
-                        latest: Some(high),
-                        resumed_from: Some(low),
-                        reason,
-                    });
-                    low
-                } else {
-                    a
-                };
-                pos.set(ti, p, next);
-            }
-        }
-        Ok((pos, bad))
+        Ok(check(&asked, &self.cfg.topics, &counts, |t, p| {
+            watermarks(c, t, p)
+        })?)
     }
 
     fn reset_frame(&self, cursor: &Cursor, bad: &[Unservable]) -> Bytes {
@@ -278,5 +207,383 @@ impl KafkaSource {
             "partitions": bad,
         });
         sse::frame(&cursor.encode(), Some("reset"), Some(&data.to_string())).bytes
+    }
+}
+
+/// The decision of [`KafkaSource::validate`], given each topic's partition count (`None`
+/// where the topic does not exist) and a watermark query: partitions the id has but the
+/// topic no longer has are `partition_missing`; offsets below the low or above the high
+/// watermark resume from the low one; partitions the id predates start at the low one.
+fn check<E>(
+    asked: &KafkaPosition,
+    topics: &[String],
+    counts: &[Option<usize>],
+    watermarks: impl Fn(&str, i32) -> Result<(i64, i64), E>,
+) -> Result<(KafkaPosition, Vec<Unservable>), E> {
+    let mut pos = KafkaPosition::for_topics(topics);
+    let mut bad = Vec::new();
+    for (ti, ((t, offsets), n)) in asked.topics().iter().zip(counts).enumerate() {
+        let n = n.unwrap_or(0);
+        for (p, &a) in offsets.iter().enumerate().skip(n) {
+            if a != UNKNOWN {
+                bad.push(Unservable {
+                    topic: t.clone(),
+                    partition: p as i32,
+                    requested: a,
+                    earliest: None,
+                    latest: None,
+                    resumed_from: None,
+                    reason: "partition_missing",
+                });
+            }
+        }
+        for p in 0..n as i32 {
+            let (low, high) = watermarks(t, p)?;
+            let a = asked.get(ti, p);
+            let next = if a == UNKNOWN {
+                low
+            } else if a < low || a > high {
+                let reason = if a < low {
+                    "offset_below_log_start"
+                } else {
+                    "offset_beyond_log_end"
+                };
+                bad.push(Unservable {
+                    topic: t.clone(),
+                    partition: p,
+                    requested: a,
+                    earliest: Some(low),
+                    latest: Some(high),
+                    resumed_from: Some(low),
+                    reason,
+                });
+                low
+            } else {
+                a
+            };
+            pos.set(ti, p, next);
+        }
+    }
+    Ok((pos, bad))
+}
+
+/// The start of every partition at the watermarks: the low one, or with `last = n` the
+/// `n`th-last offset bounded by the low one (see [`start_offset`]).
+fn at_watermarks<E>(
+    topics: &[String],
+    counts: &[Option<usize>],
+    last: Option<i64>,
+    watermarks: impl Fn(&str, i32) -> Result<(i64, i64), E>,
+) -> Result<KafkaPosition, E> {
+    let mut pos = KafkaPosition::for_topics(topics);
+    for (ti, (t, n)) in topics.iter().zip(counts).enumerate() {
+        for p in 0..n.unwrap_or(0) as i32 {
+            let (low, high) = watermarks(t, p)?;
+            pos.set(ti, p, start_offset(low, high, last));
+        }
+    }
+    Ok(pos)
+}
+
+/// Where a partition with watermarks `low..high` starts: `low`, or `high - n` (but not
+/// below `low`) with `last = n`.
+fn start_offset(low: i64, high: i64, last: Option<i64>) -> i64 {
+    last.map_or(low, |n| (high - n).max(low))
+}
+
+/// True when the ring between `base` and `head` covers `asked` on every partition: the
+/// id knows no partition the head does not, and every partition of the head has a known
+/// offset in `base..=head`.
+fn covers(asked: &KafkaPosition, base: &KafkaPosition, head: &KafkaPosition) -> bool {
+    if asked
+        .topics()
+        .iter()
+        .enumerate()
+        .any(|(ti, (_, o))| o.len() > head.partitions(ti))
+    {
+        return false;
+    }
+    head.topics().iter().enumerate().all(|(ti, (_, offsets))| {
+        offsets.iter().enumerate().all(|(p, &h)| {
+            let a = asked.get(ti, p as i32);
+            let b = base.get(ti, p as i32);
+            a != UNKNOWN && b != UNKNOWN && b <= a && a <= h
+        })
+    })
+}
+
+/// The partitions a cursor at `position` must read from Kafka before the ring whose base
+/// is `base`: `(topic index, partition, from, to)` for every partition known to both and
+/// behind the base.
+fn catchup_ranges(position: &KafkaPosition, base: &KafkaPosition) -> Vec<(u16, i32, i64, i64)> {
+    let mut ranges = Vec::new();
+    for (ti, (_, offsets)) in base.topics().iter().enumerate() {
+        for (p, &b) in offsets.iter().enumerate() {
+            let p = p as i32;
+            let from = position.get(ti, p);
+            if from != UNKNOWN && b != UNKNOWN && from < b {
+                ranges.push((ti as u16, p, from, b));
+            }
+        }
+    }
+    ranges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn pos(topics: &[(&str, &[i64])]) -> KafkaPosition {
+        KafkaPosition::from_topics(
+            topics
+                .iter()
+                .map(|(t, o)| (t.to_string(), o.to_vec()))
+                .collect(),
+        )
+    }
+
+    fn names(topics: &[&str]) -> Vec<String> {
+        topics.iter().map(|t| t.to_string()).collect()
+    }
+
+    /// A watermark query answering from `table`; any other partition is an error (so a
+    /// test also pins which partitions are queried).
+    fn wm<'a>(
+        table: &'a [(&'a str, i32, (i64, i64))],
+    ) -> impl Fn(&str, i32) -> Result<(i64, i64), String> + 'a {
+        move |t: &str, p: i32| {
+            table
+                .iter()
+                .find(|(tt, pp, _)| *tt == t && *pp == p)
+                .map(|(_, _, w)| *w)
+                .ok_or(format!("unexpected watermark query {t}/{p}"))
+        }
+    }
+
+    /// The reset event's `partitions` array, as clients receive it.
+    fn json(bad: &[Unservable]) -> Value {
+        serde_json::to_value(bad).unwrap()
+    }
+
+    #[test]
+    fn check_offset_below_log_start_resumes_from_low() {
+        let asked = pos(&[("orders", &[3])]);
+        let (p, bad) = check(
+            &asked,
+            &names(&["orders"]),
+            &[Some(1)],
+            wm(&[("orders", 0, (10, 20))]),
+        )
+        .unwrap();
+        assert_eq!(p, pos(&[("orders", &[10])]));
+        assert_eq!(
+            json(&bad),
+            serde_json::json!([{"topic": "orders", "partition": 0, "requested": 3,
+                "earliest": 10, "latest": 20, "resumed_from": 10,
+                "reason": "offset_below_log_start"}])
+        );
+    }
+
+    #[test]
+    fn check_offset_beyond_log_end_resumes_from_low() {
+        let asked = pos(&[("orders", &[21])]);
+        let (p, bad) = check(
+            &asked,
+            &names(&["orders"]),
+            &[Some(1)],
+            wm(&[("orders", 0, (10, 20))]),
+        )
+        .unwrap();
+        assert_eq!(p, pos(&[("orders", &[10])]));
+        assert_eq!(
+            json(&bad),
+            serde_json::json!([{"topic": "orders", "partition": 0, "requested": 21,
+                "earliest": 10, "latest": 20, "resumed_from": 10,
+                "reason": "offset_beyond_log_end"}])
+        );
+    }
+
+    #[test]
+    fn check_exact_low_and_exact_high_are_served() {
+        let asked = pos(&[("orders", &[10, 20])]);
+        let (p, bad) = check(
+            &asked,
+            &names(&["orders"]),
+            &[Some(2)],
+            wm(&[("orders", 0, (10, 20)), ("orders", 1, (0, 20))]),
+        )
+        .unwrap();
+        assert_eq!(p, asked);
+        assert!(bad.is_empty(), "{bad:?}");
+    }
+
+    #[test]
+    fn check_missing_partitions_reported_unknown_ones_ignored() {
+        // Partitions 2 and 4 are gone (reported, before the watermark reasons of the
+        // same topic); partition 3 is gone too but the id never knew it (ignored).
+        let asked = pos(&[("orders", &[3, 12, 15, UNKNOWN, 7])]);
+        let (p, bad) = check(
+            &asked,
+            &names(&["orders"]),
+            &[Some(2)],
+            wm(&[("orders", 0, (10, 20)), ("orders", 1, (10, 20))]),
+        )
+        .unwrap();
+        assert_eq!(p, pos(&[("orders", &[10, 12])]));
+        assert_eq!(
+            json(&bad),
+            serde_json::json!([
+                {"topic": "orders", "partition": 2, "requested": 15, "earliest": null,
+                 "latest": null, "resumed_from": null, "reason": "partition_missing"},
+                {"topic": "orders", "partition": 4, "requested": 7, "earliest": null,
+                 "latest": null, "resumed_from": null, "reason": "partition_missing"},
+                {"topic": "orders", "partition": 0, "requested": 3, "earliest": 10,
+                 "latest": 20, "resumed_from": 10, "reason": "offset_below_log_start"},
+            ])
+        );
+    }
+
+    #[test]
+    fn check_partitions_the_id_predates_start_at_low_without_reset() {
+        // Partition 1 is UNKNOWN in the id; partition 2 is beyond the id's list.
+        let asked = pos(&[("orders", &[12, UNKNOWN])]);
+        let (p, bad) = check(
+            &asked,
+            &names(&["orders"]),
+            &[Some(3)],
+            wm(&[
+                ("orders", 0, (10, 20)),
+                ("orders", 1, (5, 9)),
+                ("orders", 2, (4, 4)),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(p, pos(&[("orders", &[12, 5, 4])]));
+        assert!(bad.is_empty(), "{bad:?}");
+    }
+
+    #[test]
+    fn check_topic_missing_entirely() {
+        // `gone` no longer exists: its known partitions are missing, nothing is queried
+        // for it, and the position has no partitions for it.
+        let asked = pos(&[("gone", &[4, UNKNOWN]), ("orders", &[11])]);
+        let (p, bad) = check(
+            &asked,
+            &names(&["gone", "orders"]),
+            &[None, Some(1)],
+            wm(&[("orders", 0, (10, 20))]),
+        )
+        .unwrap();
+        assert_eq!(p, pos(&[("gone", &[]), ("orders", &[11])]));
+        assert_eq!(
+            json(&bad),
+            serde_json::json!([{"topic": "gone", "partition": 0, "requested": 4,
+                "earliest": null, "latest": null, "resumed_from": null,
+                "reason": "partition_missing"}])
+        );
+    }
+
+    #[test]
+    fn check_propagates_watermark_errors() {
+        let asked = pos(&[("orders", &[11])]);
+        let r = check(
+            &asked,
+            &names(&["orders"]),
+            &[Some(2)],
+            wm(&[("orders", 0, (10, 20))]),
+        );
+        assert_eq!(r.unwrap_err(), "unexpected watermark query orders/1");
+    }
+
+    #[test]
+    fn start_offset_rule() {
+        assert_eq!(start_offset(10, 20, None), 10, "earliest");
+        assert_eq!(start_offset(10, 20, Some(3)), 17, "last 3");
+        assert_eq!(start_offset(10, 20, Some(0)), 20, "last 0 is the end");
+        assert_eq!(start_offset(10, 20, Some(10)), 10, "exactly the log");
+        assert_eq!(start_offset(10, 20, Some(100)), 10, "larger than the log");
+        assert_eq!(start_offset(5, 5, Some(3)), 5, "empty log");
+    }
+
+    #[test]
+    fn at_watermarks_per_partition_and_missing_topic() {
+        let topics = names(&["orders", "gone"]);
+        let table = [("orders", 0, (10, 20)), ("orders", 1, (0, 2))];
+        let first = at_watermarks(&topics, &[Some(2), None], None, wm(&table)).unwrap();
+        assert_eq!(first, pos(&[("orders", &[10, 0]), ("gone", &[])]));
+        let last = at_watermarks(&topics, &[Some(2), None], Some(5), wm(&table)).unwrap();
+        assert_eq!(last, pos(&[("orders", &[15, 0]), ("gone", &[])]));
+        assert!(at_watermarks(&topics, &[Some(3), None], None, wm(&table)).is_err());
+    }
+
+    #[test]
+    fn covers_within_bounds_inclusive() {
+        let base = pos(&[("a", &[10, 20]), ("b", &[0])]);
+        let head = pos(&[("a", &[15, 30]), ("b", &[5])]);
+        assert!(covers(&pos(&[("a", &[10, 30]), ("b", &[5])]), &base, &head));
+        assert!(covers(&pos(&[("a", &[12, 25]), ("b", &[0])]), &base, &head));
+    }
+
+    #[test]
+    fn covers_rejects_below_base_and_above_head() {
+        let base = pos(&[("a", &[10, 20]), ("b", &[0])]);
+        let head = pos(&[("a", &[15, 30]), ("b", &[5])]);
+        assert!(!covers(&pos(&[("a", &[9, 25]), ("b", &[1])]), &base, &head));
+        assert!(!covers(
+            &pos(&[("a", &[12, 31]), ("b", &[1])]),
+            &base,
+            &head
+        ));
+        assert!(!covers(
+            &pos(&[("a", &[12, 25]), ("b", &[6])]),
+            &base,
+            &head
+        ));
+    }
+
+    #[test]
+    fn covers_rejects_more_partitions_than_head() {
+        let base = pos(&[("a", &[10, 20])]);
+        let head = pos(&[("a", &[15, 30])]);
+        assert!(!covers(&pos(&[("a", &[12, 25, 0])]), &base, &head));
+        assert!(!covers(&pos(&[("a", &[12, 25, UNKNOWN])]), &base, &head));
+    }
+
+    #[test]
+    fn covers_rejects_unknown_partitions() {
+        let base = pos(&[("a", &[10, 20])]);
+        let head = pos(&[("a", &[15, 30])]);
+        assert!(
+            !covers(&pos(&[("a", &[12, UNKNOWN])]), &base, &head),
+            "asked unknown"
+        );
+        assert!(
+            !covers(&pos(&[("a", &[12])]), &base, &head),
+            "asked lacks it"
+        );
+        let new_in_ring = pos(&[("a", &[10, UNKNOWN])]);
+        assert!(
+            !covers(&pos(&[("a", &[12, 2])]), &new_in_ring, &head),
+            "base unknown"
+        );
+    }
+
+    #[test]
+    fn covers_empty_head_covers_empty_id() {
+        let empty = pos(&[("a", &[])]);
+        assert!(covers(&empty, &empty, &empty));
+    }
+
+    #[test]
+    fn catchup_ranges_only_partitions_behind_base() {
+        let base = pos(&[("a", &[10, 20, UNKNOWN, 5, 8]), ("b", &[7])]);
+        let at = pos(&[("a", &[4, 20, 3, 9, UNKNOWN]), ("b", &[2, 1])]);
+        assert_eq!(
+            catchup_ranges(&at, &base),
+            vec![(0, 0, 4, 10), (1, 0, 2, 7)],
+            "a/1 at base, a/2 base unknown, a/3 ahead, a/4 unknown, b/1 not in base"
+        );
+        assert!(catchup_ranges(&base, &base).is_empty());
     }
 }

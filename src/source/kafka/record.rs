@@ -9,8 +9,8 @@ use serde_json::{json, Map, Value};
 use bytes::Bytes;
 
 use crate::config::{EventNameConfig, PayloadMode, Selector};
-use crate::http::sse::{self, Frame};
 use crate::hub::filter::Attrs;
+use crate::sse::{self, Frame};
 
 /// Encodes records of one route.
 #[derive(Debug, Clone)]

@@ -43,7 +43,7 @@ impl MongoCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::sse;
+    use crate::sse;
 
     fn ev(id: &str, origin: Origin) -> Event {
         Event {

@@ -6,8 +6,8 @@ use mongodb::bson::{Bson, Document};
 use bytes::Bytes;
 
 use crate::config::{EventNameConfig, PayloadMode, Selector};
-use crate::http::sse::{self, Frame};
 use crate::hub::filter::Attrs;
+use crate::sse::{self, Frame};
 
 /// Encodes the changes of one route.
 #[derive(Debug, Clone)]

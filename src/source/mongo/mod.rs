@@ -28,10 +28,10 @@ pub use position::MongoToken;
 
 use crate::config::RouteConfig;
 use crate::event_id::EventId;
-use crate::http::sse;
 use crate::hub::{Cursor, Hub, Position};
 use crate::metrics::{ResumeOutcome, RouteMetrics};
 use crate::source::{ClientStart, Plan, SourceError};
+use crate::sse;
 
 /// How long the server holds an empty `getMore` (also how often idle tokens advance).
 const MAX_AWAIT: Duration = Duration::from_millis(500);
@@ -310,4 +310,71 @@ fn resume_token_of(wire: &[u8]) -> Option<ResumeToken> {
 fn unreachable_position() -> ! {
     // The hub of a MongoDB route only ever holds MongoDB positions and cursors.
     panic!("MongoDB route with a non-MongoDB position")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mongodb::bson::doc;
+    use mongodb::error::{CommandError, Error, ErrorKind};
+
+    /// A server command error as the driver builds it from a reply.
+    fn command_error(code: i32, code_name: &str) -> Error {
+        let c: CommandError = mongodb::bson::from_document(doc! {
+            "code": code,
+            "codeName": code_name,
+            "errmsg": "from the server",
+        })
+        .unwrap();
+        Error::from(ErrorKind::Command(c))
+    }
+
+    #[test]
+    fn unresumable_server_codes() {
+        let table = [
+            (286, "ChangeStreamHistoryLost", Some("history_lost")),
+            (280, "ChangeStreamFatalError", Some("change_stream_fatal")),
+            (260, "InvalidResumeToken", Some("invalid_resume_token")),
+            (9, "FailedToParse", Some("invalid_resume_token")),
+            (40647, "Location40647", Some("invalid_resume_token")),
+            (136, "CappedPositionLost", Some("history_lost")),
+            // Transient or unrelated failures are not resets.
+            (6, "HostUnreachable", None),
+            (13, "Unauthorized", None),
+            (26, "NamespaceNotFound", None),
+            (50, "MaxTimeMSExpired", None),
+            (11601, "Interrupted", None),
+            (0, "", None),
+        ];
+        for (code, name, want) in table {
+            assert_eq!(unresumable(&command_error(code, name)), want, "code {code}");
+        }
+    }
+
+    #[test]
+    fn unresumable_no_other_code() {
+        let table = [286, 280, 260, 9, 40647, 136];
+        let template = match *command_error(0, "").kind {
+            ErrorKind::Command(ref c) => c.clone(),
+            _ => unreachable!(),
+        };
+        let codes = (-1000..=100_000).chain([i32::MIN, i32::MAX]);
+        for code in codes.filter(|c| !table.contains(c)) {
+            let mut c = template.clone();
+            c.code = code;
+            assert_eq!(
+                unresumable(&Error::from(ErrorKind::Command(c))),
+                None,
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn unresumable_only_for_command_errors() {
+        // What `open` returns when no client can be made.
+        assert_eq!(unresumable(&Error::custom("286".to_string())), None);
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(unresumable(&Error::from(io)), None);
+    }
 }

@@ -15,8 +15,8 @@ use tracing::{info, warn};
 
 use super::{redact_uri, resume_token_of, unresumable, MongoSource, MongoToken, Start};
 use crate::event_id::EventId;
-use crate::http::sse;
 use crate::hub::{Event, Origin, Position};
+use crate::sse;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 

@@ -5,6 +5,11 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+/// A spec parser reading streams as a browser does: for tests and the load generator only
+/// (feature `test-support`), never used by the service itself.
+#[cfg(any(test, feature = "test-support"))]
+pub mod parse;
+
 /// A frame: the whole encoded event, and where its body (after the `id:` line) starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -115,10 +120,10 @@ pub fn data_is_exact(data: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::sse_parse::Parser;
+    use crate::sse::parse::Parser;
     use proptest::prelude::*;
 
-    fn parse_all(bytes: &[u8]) -> Vec<crate::http::sse_parse::Event> {
+    fn parse_all(bytes: &[u8]) -> Vec<crate::sse::parse::Event> {
         let mut p = Parser::default();
         let mut out = Vec::new();
         p.feed(bytes, &mut out);
