@@ -26,15 +26,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod auth;
+mod auth;
+mod bus;
 pub mod config;
 pub mod event_id;
-pub mod http;
-pub mod hub;
-pub mod metrics;
-pub mod route_set;
+mod http;
+mod metrics;
+pub mod position;
+mod problems;
+mod route_set;
 pub mod source;
 pub mod sse;
+
+pub use route_set::{ReloadError, Reloaded};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -145,24 +149,24 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         max_connections = capacity.max,
         "stream server connection limit"
     );
-    tracker.spawn(http::serve(
-        listener,
-        http::routes::filter(app.clone()),
-        stop_accepting.clone(),
-        grace,
-        "streams",
-        Some(capacity),
-        Some(app.clone()),
+    tracker.spawn(http::serve_streams(
+        http::Listener {
+            listener,
+            filter: http::routes::filter(app.clone()),
+            stop: stop_accepting.clone(),
+            grace,
+            name: "streams",
+        },
+        app.clone(),
+        capacity,
     ));
-    tracker.spawn(http::serve(
-        admin,
-        http::admin::filter(app.clone()),
-        admin_stop.clone(),
-        Duration::from_secs(1),
-        "admin",
-        None,
-        None,
-    ));
+    tracker.spawn(http::serve_admin(http::Listener {
+        listener: admin,
+        filter: http::admin::filter(app.clone()),
+        stop: admin_stop.clone(),
+        grace: Duration::from_secs(1),
+        name: "admin",
+    }));
     info!(%http_addr, %admin_addr, routes = app.table().routes.len(), "sse-bridge listening");
     Ok(Running {
         http_addr,

@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::bus::Hub;
 use crate::config::{AuthConfig, ConfigError, RouteConfig, ServerConfig, Settings};
 use crate::http::{fanout::FanOut, App, RouteEntry, RouteTable};
-use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::{auth, source, StartError};
 
@@ -65,10 +65,17 @@ pub fn start_route(
         scope.tracker,
         &stop,
     );
-    let src = source::start(rc, hub, rm, scope.tracker, stop.child_token());
+    let src = source::start(
+        &rc.source,
+        &rc.options(),
+        hub,
+        scope.tracker,
+        stop.child_token(),
+    );
     Ok(Arc::new(RouteEntry {
         name: rc.name.clone(),
         kind: rc.source.kind(),
+        reads: rc.source.describe(),
         path: rc.path(),
         source: src,
         max_lag: rc.max_client_lag(),

@@ -3,14 +3,15 @@
 //! and not-before checks; then the route's `require`d claims. Errors say only
 //! "unauthorized" or "forbidden" — never which check failed, and never the token.
 
+mod config;
 pub mod token;
+
+pub use config::{JwtAlgorithm, JwtConfig};
 
 use std::time::Duration;
 
 use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
-
-use crate::config::{JwtAlgorithm, JwtConfig};
 
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

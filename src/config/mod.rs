@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use crate::source::SourceConfig;
+pub use crate::problems::{ConfigError, Problem};
+pub use crate::source::{EventNameConfig, ReplayConfig, RouteOptions, SourceConfig, StartPosition};
 pub use access::{AuthConfig, ClaimFilter, JwtAlgorithm, JwtConfig, RouteAccess, Selector};
-pub use validate::{ConfigError, Problem};
 
 /// Prefix of environment variables that override the file (`SSE_BRIDGE__SERVER__LISTEN`).
 pub const ENV_PREFIX: &str = "SSE_BRIDGE";
@@ -129,77 +129,6 @@ impl ServerConfig {
     }
 }
 
-/// Where a client that sends no event id starts.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum StartPosition {
-    /// Only events that arrive after the client connected.
-    #[default]
-    Latest,
-    /// Everything the source still retains.
-    Earliest,
-    /// The last N events of every partition, then live.
-    Last(u64),
-}
-
-/// How the SSE `event:` name of an event is chosen.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EventNameConfig {
-    /// Kafka only: record header whose (UTF-8, single-line) value names the event.
-    pub header: Option<String>,
-    /// Name used otherwise. Kafka default: `message` (no `event:` line, so `onmessage`
-    /// fires). MongoDB default: the change's `operationType`; when set, every change gets
-    /// this name.
-    pub default: Option<String>,
-}
-
-impl EventNameConfig {
-    /// The constant name, or `fallback`.
-    pub fn default_or<'a>(&'a self, fallback: &'a str) -> &'a str {
-        self.default.as_deref().unwrap_or(fallback)
-    }
-}
-
-/// What an event's `data:` carries.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum PayloadMode {
-    /// Kafka (default): the record value as-is (UTF-8); a non-UTF-8 value is sent base64
-    /// as `event: binary`.
-    Value,
-    /// Kafka: a JSON envelope with topic, partition, offset, timestamp, key, headers and value.
-    Envelope,
-    /// MongoDB (default): the whole change event, as relaxed Extended JSON.
-    Change,
-    /// MongoDB: only the full document (the document key for deletes), with the operation
-    /// as the event name.
-    Document,
-}
-
-/// Bounds of a route's in-memory replay buffer (also the live fan-out ring).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReplayConfig {
-    /// Most events kept.
-    pub max_events: usize,
-    /// Most bytes of encoded frames kept.
-    pub max_bytes: usize,
-    /// At start-up, pre-fill the buffer from the source's recent history so that clients
-    /// reconnecting after a restart resume from memory.
-    pub warm_start: bool,
-}
-
-impl Default for ReplayConfig {
-    fn default() -> Self {
-        ReplayConfig {
-            max_events: 10_000,
-            max_bytes: 64 * 1024 * 1024,
-            warm_start: true,
-        }
-    }
-}
-
 /// `[[routes]]`: one SSE endpoint fed by one source.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -217,9 +146,10 @@ pub struct RouteConfig {
     /// How the SSE `event:` name is chosen.
     #[serde(default)]
     pub event_name: EventNameConfig,
-    /// What `data:` carries (default: `value` for Kafka, `change` for MongoDB).
+    /// What `data:` carries: a payload mode of the route's source (Kafka: `value`
+    /// (default) or `envelope`; MongoDB: `change` (default) or `document`).
     #[serde(default)]
-    pub payload: Option<PayloadMode>,
+    pub payload: Option<String>,
     /// Replay buffer bounds.
     #[serde(default)]
     pub replay: ReplayConfig,
@@ -258,12 +188,16 @@ impl RouteConfig {
             .unwrap_or(DEFAULT_MAX_CLIENT_LAG.min(self.replay.max_events))
     }
 
-    /// The payload mode, with the source's default.
-    pub fn payload_mode(&self) -> PayloadMode {
-        self.payload.unwrap_or(match self.source {
-            SourceConfig::Kafka(_) => PayloadMode::Value,
-            SourceConfig::Mongo(_) => PayloadMode::Change,
-        })
+    /// What the route's source reads of the route's settings.
+    pub fn options(&self) -> RouteOptions {
+        RouteOptions {
+            name: self.name.clone(),
+            start: self.start,
+            event_name: self.event_name.clone(),
+            payload: self.payload.clone(),
+            replay: self.replay.clone(),
+            selectors: self.selectors(),
+        }
     }
 
     /// Every selector the route's events carry values for (claim filters and client
@@ -329,7 +263,7 @@ impl Settings {
             Some(m) => m.get(name).cloned(),
             None => std::env::var(name).ok(),
         };
-        let text = secrets::expand(&text, &lookup).map_err(|p| ConfigError { problems: p.0 })?;
+        let text = secrets::expand(&text, &lookup).map_err(ConfigError::from)?;
         let raw = config::Config::builder()
             .add_source(config::File::from_str(&text, config::FileFormat::Toml))
             .add_source(env_source)

@@ -3,7 +3,7 @@
 //! newline dropped) before the file is parsed — so passwords, keys and connection strings
 //! come from Kubernetes Secrets (as env vars or mounted files), never from the ConfigMap.
 
-use super::validate::Problems;
+use crate::problems::Problems;
 
 /// The file text with every reference replaced; each unresolvable reference is a problem
 /// naming its line.
@@ -83,7 +83,7 @@ mod tests {
             "comments untouched"
         );
         let err = expand("x = 1\ny = \"${env:NOPE}\"\n", &env).unwrap_err();
-        assert_eq!(err.0[0].path, "config line 2");
-        assert!(err.0[0].message.contains("NOPE"));
+        assert_eq!(err.as_slice()[0].path, "config line 2");
+        assert!(err.as_slice()[0].message.contains("NOPE"));
     }
 }

@@ -35,11 +35,13 @@ fn loads_and_defaults() {
     let r = &s.routes[0];
     assert_eq!(r.path(), "/streams/orders");
     assert_eq!(r.start, StartPosition::Last(10));
-    assert_eq!(r.payload_mode(), PayloadMode::Envelope);
+    assert_eq!(r.payload.as_deref(), Some("envelope"));
     assert_eq!(r.event_name.header.as_deref(), Some("type"));
-    let SourceConfig::Kafka(k) = &r.source else {
-        panic!("kafka")
-    };
+    assert_eq!(r.source.kind(), "kafka");
+    let k = r
+        .source
+        .downcast::<crate::source::kafka::KafkaSourceConfig>()
+        .expect("kafka");
     assert_eq!(
         k.properties.0.get("security.protocol").map(String::as_str),
         Some("SASL_SSL")
@@ -140,7 +142,8 @@ name = "m"
 source = { type = "mongodb", uri = "mongodb://u:secret@h:1/?replicaSet=rs", database = "d", full_document = "updateLookup" }
 "#;
     let s = load(good, &[]).unwrap();
-    assert_eq!(s.routes[0].payload_mode(), PayloadMode::Change);
+    assert_eq!(s.routes[0].source.kind(), "mongodb");
+    assert_eq!(s.routes[0].payload, None, "the source's default payload");
     assert!(
         !format!("{:?}", s.routes[0].source).contains("secret"),
         "credentials never printed"

@@ -1,76 +1,9 @@
 //! Cross-field validation of [`Settings`]: every problem, each with its path.
 
 use std::collections::HashSet;
-use std::fmt;
 
 use super::Settings;
-use crate::source::SourceConfig;
-
-/// One configuration problem: where it is and what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Path of the field, e.g. `routes[1].source.topics`.
-    pub path: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
-
-/// An invalid configuration: every problem found.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct ConfigError {
-    /// The problems, in file order.
-    pub problems: Vec<Problem>,
-}
-
-impl ConfigError {
-    pub(crate) fn single(path: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            problems: vec![Problem {
-                path: path.to_owned(),
-                message: message.into(),
-            }],
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "invalid configuration ({} problem(s)):",
-            self.problems.len()
-        )?;
-        for p in &self.problems {
-            writeln!(f, "  {p}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Collects problems while walking the settings.
-#[derive(Debug, Default)]
-pub struct Problems(pub(super) Vec<Problem>);
-
-impl Problems {
-    /// True when nothing was reported.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Record a problem at `path`.
-    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(Problem {
-            path: path.into(),
-            message: message.into(),
-        });
-    }
-}
+pub use crate::problems::{ConfigError, Problems};
 
 fn is_name(s: &str) -> bool {
     !s.is_empty()
@@ -81,22 +14,6 @@ fn is_name(s: &str) -> bool {
 
 fn is_event_name(s: &str) -> bool {
     !s.is_empty() && !s.contains(['\r', '\n', '\0'])
-}
-
-/// Check a list of CORS origins at `path`.
-pub(super) fn check_origins(path: &str, origins: &[String], p: &mut Problems) {
-    for (i, origin) in origins.iter().enumerate() {
-        let ok = origin == "*"
-            || ((origin.starts_with("http://") || origin.starts_with("https://"))
-                && !origin.ends_with('/')
-                && !origin.contains(char::is_whitespace));
-        if !ok {
-            p.push(
-                format!("{path}[{i}]"),
-                "must be `*` or an origin like `https://dash.example.com` (scheme and host, no path)",
-            );
-        }
-    }
 }
 
 pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
@@ -111,7 +28,7 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
     if s.retry.as_millis() == 0 {
         p.push("server.retry", "must be greater than zero");
     }
-    check_origins("server.cors_origins", &s.cors_origins, &mut p);
+    super::access::check_origins("server.cors_origins", &s.cors_origins, &mut p);
     for (i, n) in s.trusted_proxies.iter().enumerate() {
         if let Err(e) = super::access::parse_net(n) {
             p.push(format!("server.trusted_proxies[{i}]"), e);
@@ -172,6 +89,11 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
             );
         } else if path.ends_with('/') {
             p.push(format!("{at}.path"), "must not end with `/`");
+        } else if path == "/console" || path.starts_with("/console/") {
+            p.push(
+                format!("{at}.path"),
+                "`/console` and the paths under it are the console's",
+            );
         } else if !paths.insert(path.clone()) {
             p.push(format!("{at}.path"), format!("duplicate path `{path}`"));
         }
@@ -205,49 +127,8 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
         if let super::StartPosition::Last(0) = r.start {
             p.push(format!("{at}.start"), "`last` must be at least 1");
         }
-        let payload_ok = matches!(
-            (&r.source, r.payload_mode()),
-            (
-                SourceConfig::Kafka(_),
-                super::PayloadMode::Value | super::PayloadMode::Envelope
-            ) | (
-                SourceConfig::Mongo(_),
-                super::PayloadMode::Change | super::PayloadMode::Document
-            )
-        );
-        if !payload_ok {
-            let allowed = match &r.source {
-                SourceConfig::Kafka(_) => "`value` or `envelope`",
-                SourceConfig::Mongo(_) => "`change` or `document`",
-            };
-            p.push(
-                format!("{at}.payload"),
-                format!("must be {allowed} for a {} source", r.source.kind()),
-            );
-        }
         super::access::validate_route(&at, r, &s.cors_origins, &mut p);
-        match &r.source {
-            SourceConfig::Kafka(k) => k.validate(&format!("{at}.source"), &mut p),
-            SourceConfig::Mongo(m) => {
-                m.validate(&format!("{at}.source"), &mut p);
-                if r.event_name.header.is_some() {
-                    p.push(
-                        format!("{at}.event_name.header"),
-                        "is for Kafka sources only",
-                    );
-                }
-                if r.start != super::StartPosition::Latest {
-                    p.push(
-                        format!("{at}.start"),
-                        "a mongodb source supports only `latest` (use `?since=` for history)",
-                    );
-                }
-            }
-        }
+        r.source.validate(&r.options(), &at, &mut p);
     }
-    if p.0.is_empty() {
-        Ok(())
-    } else {
-        Err(ConfigError { problems: p.0 })
-    }
+    p.into_result()
 }

@@ -15,8 +15,8 @@ use super::limits::client_ip;
 use super::stream::{EndKind, StreamExtras};
 use super::{App, RouteEntry};
 use crate::auth::AuthError;
+use crate::bus::ClientFilter;
 use crate::config::Selector;
-use crate::hub::ClientFilter;
 
 /// Longest a stream lives on one token, whatever its `exp` says.
 const MAX_TOKEN_LIFE: Duration = Duration::from_secs(366 * 24 * 3600);

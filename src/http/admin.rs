@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde_json::json;
 use warp::reply::{Reply, Response};
 use warp::Filter;
@@ -11,25 +11,14 @@ use warp::Filter;
 use super::errors::{json_error, method_not_allowed, not_found};
 use super::App;
 
-/// The admin filter.
+/// The admin filter: `/metrics`, `/healthz` and `/readyz` for GET and HEAD; JSON errors
+/// for anything else.
 pub fn filter(
     app: Arc<App>,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone {
-    warp::any()
-        .and(warp::method())
-        .and(warp::path::full())
-        .map(move |method: Method, path: warp::path::FullPath| handle(&app, &method, path.as_str()))
-}
-
-fn handle(app: &App, method: &Method, path: &str) -> Response {
-    if !matches!(path, "/metrics" | "/healthz" | "/readyz") {
-        return not_found(path);
-    }
-    if method != Method::GET && method != Method::HEAD {
-        return method_not_allowed("GET, HEAD");
-    }
-    match path {
-        "/metrics" => match app.metrics.render() {
+    let metrics = {
+        let app = app.clone();
+        warp::path!("metrics").map(move || match app.metrics.render() {
             Ok(text) => warp::reply::with_header(
                 text,
                 "content-type",
@@ -41,10 +30,25 @@ fn handle(app: &App, method: &Method, path: &str) -> Response {
                 "metrics_failed",
                 e.to_string(),
             ),
-        },
-        "/healthz" => warp::reply::json(&json!({ "status": "ok" })).into_response(),
-        _ => readyz(app),
-    }
+        })
+    };
+    let healthz = warp::path!("healthz")
+        .map(|| warp::reply::json(&json!({ "status": "ok" })).into_response());
+    let ready = warp::path!("readyz").map(move || readyz(&app));
+    let pages = metrics.or(healthz).unify().or(ready).unify();
+    let known = warp::path!("metrics")
+        .or(warp::path!("healthz"))
+        .unify()
+        .or(warp::path!("readyz"))
+        .unify();
+    warp::get()
+        .or(warp::head())
+        .unify()
+        .and(pages)
+        .or(known.map(|| method_not_allowed("GET, HEAD")))
+        .unify()
+        .or(warp::path::full().map(|p: warp::path::FullPath| not_found(p.as_str())))
+        .unify()
 }
 
 fn readyz(app: &App) -> Response {

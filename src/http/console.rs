@@ -2,9 +2,12 @@
 //! listing the routes and showing one route's events live, and the JSON it reads
 //! (`/console/api/routes`). Off with `server.console = false`.
 
-use http::{HeaderValue, Method, StatusCode};
+use std::sync::Arc;
+
+use http::{HeaderValue, StatusCode};
 use serde_json::{json, Value};
 use warp::reply::{Reply, Response};
+use warp::{Filter, Rejection};
 
 use super::App;
 
@@ -12,18 +15,36 @@ const INDEX: &str = include_str!("console/index.html");
 const APP_JS: &str = include_str!("console/app.js");
 const STYLE: &str = include_str!("console/style.css");
 
-/// The console's answer to `method path`, if the path is the console's.
-pub fn serve(app: &App, method: &Method, path: &str) -> Option<Response> {
-    if !app.server.console || (method != Method::GET && method != Method::HEAD) {
-        return None;
-    }
-    let (body, kind) = match path {
-        "/" => (INDEX.to_owned(), "text/html; charset=utf-8"),
-        "/console/app.js" => (APP_JS.to_owned(), "text/javascript; charset=utf-8"),
-        "/console/style.css" => (STYLE.to_owned(), "text/css; charset=utf-8"),
-        "/console/api/routes" => (routes(app).to_string(), "application/json"),
-        _ => return None,
+/// The console's pages and JSON, for GET and HEAD, while `server.console` is on.
+pub fn filter(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let on = {
+        let app = app.clone();
+        warp::any()
+            .and_then(move || {
+                let on = app.server.console;
+                async move {
+                    if on {
+                        Ok(())
+                    } else {
+                        Err(warp::reject::not_found())
+                    }
+                }
+            })
+            .untuple_one()
     };
+    let index = warp::path::end().map(|| asset(INDEX.to_owned(), "text/html; charset=utf-8"));
+    let js = warp::path!("console" / "app.js")
+        .map(|| asset(APP_JS.to_owned(), "text/javascript; charset=utf-8"));
+    let css = warp::path!("console" / "style.css")
+        .map(|| asset(STYLE.to_owned(), "text/css; charset=utf-8"));
+    let api = warp::path!("console" / "api" / "routes")
+        .map(move || asset(routes(&app).to_string(), "application/json"));
+    on.and(warp::get().or(warp::head()).unify())
+        .and(index.or(js).unify().or(css).unify().or(api).unify())
+}
+
+/// A console page or document.
+fn asset(body: String, kind: &'static str) -> Response {
     let mut r = warp::reply::with_status(body, StatusCode::OK).into_response();
     let h = r.headers_mut();
     h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(kind));
@@ -41,7 +62,7 @@ pub fn serve(app: &App, method: &Method, path: &str) -> Option<Response> {
             "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
         ),
     );
-    Some(r)
+    r
 }
 
 /// What the console lists: each route's source (never its credentials), open streams,
@@ -52,24 +73,12 @@ fn routes(app: &App) -> Value {
         .routes
         .iter()
         .map(|r| {
-            let src = &r.raw["source"];
-            let source = match r.kind {
-                "kafka" => src["topics"]
-                    .as_array()
-                    .map(|t| t.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
-                    .unwrap_or_default(),
-                _ => match (src["database"].as_str(), src["collection"].as_str()) {
-                    (Some(d), Some(c)) => format!("{d}.{c}"),
-                    (Some(d), None) => d.to_owned(),
-                    _ => "whole deployment".to_owned(),
-                },
-            };
             let hub = r.source.hub();
             json!({
                 "name": r.name,
                 "path": r.path,
                 "kind": r.kind,
-                "source": source,
+                "source": r.reads,
                 "connections": r.open.load(std::sync::atomic::Ordering::Relaxed),
                 "records": hub.metrics().source_records.get(),
                 "ready": hub.state().ready(),

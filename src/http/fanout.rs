@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::hub::{Cursor, Event, Hub, Read, Verdict};
+use crate::bus::{Cursor, Event, Hub, Read, Verdict};
 use crate::sse;
 
 /// Most ring events framed into one chunk.

@@ -10,13 +10,13 @@ pub mod fanout;
 pub mod limits;
 pub mod multiplex;
 pub mod native;
+mod open;
 pub mod routes;
 
 pub mod stream;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,8 +39,10 @@ pub struct RouteEntry {
     pub kind: &'static str,
     /// URL path.
     pub path: String,
+    /// What the route's source reads (topics, collection), for the console.
+    pub reads: String,
     /// The running source.
-    pub source: Source,
+    pub source: Arc<dyn Source>,
     /// Events behind the head after which a caught-up client is disconnected.
     pub max_lag: usize,
     /// Fan-out writers of the route's live clients.
@@ -107,17 +109,6 @@ impl App {
     }
 }
 
-/// The connection a request came on, put in request extensions: the peer address, and a
-/// token that closes the connection at once when cancelled (even while its socket is
-/// blocked, which is how a client too slow to read is cut off).
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    /// Peer address.
-    pub addr: SocketAddr,
-    /// Cancel to drop the connection.
-    pub kill: CancellationToken,
-}
-
 /// How many connections a server holds, and what happens beyond.
 #[derive(Clone)]
 pub struct Capacity {
@@ -152,17 +143,23 @@ async fn refuse(mut tcp: tokio::net::TcpStream) {
     native::write_response(&mut tcp, resp, limit).await;
 }
 
-/// Serve `filter` on `listener` until `stop` fires, then wait up to `grace` for open
-/// connections to finish; beyond `capacity`, new connections get a 503.
-pub async fn serve<F>(
-    listener: TcpListener,
-    filter: F,
-    stop: CancellationToken,
-    grace: Duration,
-    name: &'static str,
-    capacity: Option<Capacity>,
-    streams: Option<Arc<App>>,
-) where
+/// A listener and how it stops.
+pub struct Listener<F> {
+    /// The bound socket.
+    pub listener: TcpListener,
+    /// What answers requests (everything but streams, on the stream listener).
+    pub filter: F,
+    /// Stops accepting when cancelled.
+    pub stop: CancellationToken,
+    /// How long open connections get to finish once `stop` fires.
+    pub grace: Duration,
+    /// Name in logs.
+    pub name: &'static str,
+}
+
+/// Serve the admin filter on its listener until it stops.
+pub async fn serve_admin<F>(l: Listener<F>)
+where
     F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible>
         + Clone
         + Send
@@ -170,6 +167,44 @@ pub async fn serve<F>(
         + 'static,
     F::Future: Send,
 {
+    serve(l, None).await
+}
+
+/// Serve the stream listener until it stops: streams on the stream path, everything else
+/// through `l.filter`; beyond `capacity`, new connections get a 503.
+pub async fn serve_streams<F>(l: Listener<F>, app: Arc<App>, capacity: Capacity)
+where
+    F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    F::Future: Send,
+{
+    serve(l, Some((app, capacity))).await
+}
+
+/// Accept connections until `stop` fires, then wait up to `grace` for open ones.
+async fn serve<F>(l: Listener<F>, streams: Option<(Arc<App>, Capacity)>)
+where
+    F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    F::Future: Send,
+{
+    let Listener {
+        listener,
+        filter,
+        stop,
+        grace,
+        name,
+    } = l;
+    let (app, capacity) = match streams {
+        Some((a, c)) => (Some(a), Some(c)),
+        None => (None, None),
+    };
     let graceful = GracefulShutdown::new();
     let native_tasks = tokio_util::task::TaskTracker::new();
     loop {
@@ -200,15 +235,8 @@ pub async fn serve<F>(
         let _ = tcp.set_nodelay(true);
         let kill = CancellationToken::new();
         let svc = warp::service(filter.clone());
-        let svc = ConnService {
-            inner: svc,
-            info: ConnInfo {
-                addr: peer,
-                kill: kill.clone(),
-            },
-        };
         let watcher = graceful.watcher();
-        let app = streams.clone();
+        let app = app.clone();
         native_tasks.spawn(async move {
             let _slot = slot;
             let mut tcp = tcp;
@@ -216,12 +244,8 @@ pub async fn serve<F>(
                 None => Vec::new(),
                 Some(app) => match native::read_head(&mut tcp, &app).await {
                     native::Head::Close => return,
-                    native::Head::Stream {
-                        path,
-                        query,
-                        headers,
-                    } => {
-                        native::serve_stream(tcp, app, path, query, headers, kill, peer).await;
+                    native::Head::Stream(req) => {
+                        native::serve_stream(tcp, app, req, kill, peer).await;
                         return;
                     }
                     native::Head::Other(prefix) => prefix,
@@ -253,33 +277,5 @@ pub async fn serve<F>(
     tokio::select! {
         _ = all => info!(server = name, "all connections closed"),
         _ = tokio::time::sleep(grace) => warn!(server = name, "grace period over; closing remaining connections"),
-    }
-}
-
-/// A service whose requests carry their [`ConnInfo`].
-#[derive(Clone)]
-struct ConnService<S> {
-    inner: S,
-    info: ConnInfo,
-}
-
-impl<S, B> tower_service::Service<http::Request<B>> for ConnService<S>
-where
-    S: tower_service::Service<http::Request<B>, Error = Infallible>,
-{
-    type Response = S::Response;
-    type Error = Infallible;
-    type Future = S::Future;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        req.extensions_mut().insert(self.info.clone());
-        self.inner.call(req)
     }
 }

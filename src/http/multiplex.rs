@@ -14,7 +14,8 @@ use tokio_util::sync::CancellationToken;
 use warp::reply::Response;
 
 use super::errors::json_error;
-use super::{routes, App};
+use super::open::{last_id, open_stream};
+use super::App;
 use crate::event_id::{decode_multi, encode_multi, MAX_MULTI};
 
 /// The merged stream's bytes.
@@ -34,7 +35,7 @@ pub async fn open(
     peer: std::net::SocketAddr,
 ) -> Result<Chunks, Box<Response>> {
     let mut names: Vec<String> = Vec::new();
-    let mut last_id: Option<String> = None;
+    let mut last_id_q: Option<String> = None;
     let mut others: Vec<(String, String)> = Vec::new();
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match k.as_ref() {
@@ -44,7 +45,7 @@ pub async fn open(
                     .filter(|s| !s.is_empty())
                     .map(str::to_owned),
             ),
-            "lastEventId" => last_id = Some(v.into_owned()),
+            "lastEventId" => last_id_q = Some(v.into_owned()),
             _ => others.push((k.into_owned(), v.into_owned())),
         }
     }
@@ -60,7 +61,7 @@ pub async fn open(
             format!("`routes` must name 1 to {MAX_MULTI} routes, comma-separated"),
         ));
     }
-    let ids: HashMap<String, String> = match routes::last_id(headers, last_id)? {
+    let ids: HashMap<String, String> = match last_id(headers, last_id_q)? {
         Some(id) => decode_multi(&id)
             .map_err(|e| bad("malformed_event_id", e.to_string()))?
             .into_iter()
@@ -87,7 +88,7 @@ pub async fn open(
             h.insert("last-event-id", v);
         }
         sub_ids.push(id);
-        let s = routes::open_stream(app, route, &h, &rest, kill.clone(), peer).await?;
+        let s = open_stream(app, route, &h, &rest, kill.clone(), peer).await?;
         // Each route's chunks, tagged with its index, then `None` when it ends.
         let tagged = s
             .into_body()

@@ -1,8 +1,18 @@
-//! The stream server's connections. A `GET` on an SSE route over HTTP/1.1 is answered
-//! here, writing the stream straight to the socket with chunked framing: once a stream
-//! runs, a connection holds no HTTP buffers, only its stream state (a few KiB per idle
-//! client). Every other request — preflights, unknown paths, wrong methods, anything
-//! unusual — goes to the warp filter through hyper, with the bytes already read replayed.
+//! The stream server's connections, and the one stream path. Every `GET` on a stream path
+//! (a route's, or the multiplexed one), over HTTP/1.1 or HTTP/1.0, is answered here,
+//! writing the stream straight to the socket: with chunked framing for HTTP/1.1, to the
+//! end of the connection for HTTP/1.0 (which cannot be chunked, so those clients are never
+//! parked with the fan-out writers). Once a stream runs, a connection holds no HTTP
+//! buffers, only its stream state (a few KiB per idle client). An `Expect` is answered by
+//! the final response (a GET has no body to wait for), an `Upgrade` is declined by
+//! answering the stream, and bytes pipelined after the head are never read (a stream
+//! does not end before its connection). Every other request — the console, preflights,
+//! unknown paths, wrong methods — goes to the warp surface ([`super::routes`]) through
+//! hyper, with the bytes already read replayed.
+//!
+//! Why streams bypass hyper: an idle stream held by hyper costs 13.9 KiB of RSS per
+//! connection against 3.6 KiB here (README "Performance", `scripts/bench idle-19k`), and
+//! the fan-out writers need the raw socket to write one framed buffer to many clients.
 
 use std::io;
 use std::pin::Pin;
@@ -19,8 +29,9 @@ use tokio_util::sync::CancellationToken;
 use warp::reply::Response;
 
 use super::fanout::Parking;
+use super::routes::{self, Target};
 use super::stream::{cancelled_opt, sleep_until_opt, ClientStream};
-use super::{multiplex, routes, App};
+use super::{multiplex, open, App};
 use futures::StreamExt;
 
 /// Longest request head read before answering 431.
@@ -31,14 +42,7 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the first bytes of a connection asked for.
 pub enum Head {
     /// A stream request to answer here.
-    Stream {
-        /// Route path.
-        path: String,
-        /// Raw query string.
-        query: String,
-        /// Request headers.
-        headers: HeaderMap,
-    },
+    Stream(StreamRequest),
     /// Anything else: hand the bytes read so far to hyper.
     Other(Vec<u8>),
     /// The client went away or sent too much; close.
@@ -91,55 +95,75 @@ pub async fn read_head(tcp: &mut TcpStream, app: &App) -> Head {
 fn parse(buf: &[u8], head_len: usize, app: &App) -> Option<Head> {
     let mut raw = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut raw);
+    // Bytes after the head (a pipelined request) are left unread: the stream lasts as
+    // long as the connection.
     if !matches!(
         req.parse(&buf[..head_len]),
         Ok(httparse::Status::Complete(_))
-    ) || head_len != buf.len()
-    {
+    ) {
         return None;
     }
-    if req.method != Some("GET") || req.version != Some(1) {
+    if req.method != Some("GET") {
         return None;
     }
-    let target = req.path?;
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let multiplexed = !app.server.multiplex_path.is_empty() && path == app.server.multiplex_path;
-    if !app.table().by_path.contains_key(path) && !multiplexed {
-        return None;
-    }
+    let chunked = match req.version {
+        Some(1) => true,
+        Some(0) => false,
+        _ => return None,
+    };
+    let uri = req.path?;
+    let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+    let target = routes::target(app, path)?;
     let mut headers = HeaderMap::new();
     for h in req.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
-        if name == http::header::UPGRADE || name == http::header::EXPECT {
-            return None;
-        }
         headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
     }
-    Some(Head::Stream {
-        path: path.to_owned(),
+    Some(Head::Stream(StreamRequest {
+        target,
         query: query.to_owned(),
         headers,
-    })
+        chunked,
+    }))
+}
+
+/// A stream request read from a connection.
+pub struct StreamRequest {
+    /// What the path names.
+    pub target: Target,
+    /// Raw query string.
+    pub query: String,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// HTTP/1.1 chunked framing (else HTTP/1.0: the body ends with the connection).
+    pub chunked: bool,
 }
 
 /// Answer a stream request on `tcp`.
 pub async fn serve_stream(
     mut tcp: TcpStream,
     app: Arc<App>,
-    path: String,
-    query: String,
-    headers: HeaderMap,
+    req: StreamRequest,
     kill: CancellationToken,
     peer: std::net::SocketAddr,
 ) {
-    let route = app.table().by_path.get(&path).cloned();
+    let StreamRequest {
+        target,
+        query,
+        headers,
+        chunked,
+    } = req;
+    let route = match &target {
+        Target::Route(r) => Some(r.clone()),
+        Target::Multiplexed => None,
+    };
     let origin = headers.get(http::header::ORIGIN).cloned();
     let mut extra = HeaderMap::new();
     routes::cors(&app, route.as_deref(), origin.as_ref(), &mut extra);
     let opened = match &route {
-        Some(r) => routes::open_stream(&app, r, &headers, &query, kill.clone(), peer)
+        Some(r) => open::open_stream(&app, r, &headers, &query, kill.clone(), peer)
             .await
-            .map(|s| Opened::Route(s, r.fanout.place())),
+            .map(|s| Opened::Route(s, r.fanout.place().filter(|_| chunked))),
         None => multiplex::open(&app, &headers, &query, kill.clone(), peer)
             .await
             .map(Opened::Merged),
@@ -159,8 +183,13 @@ pub async fn serve_stream(
     };
     drop(headers);
     let mut head = String::from(
-        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\ntransfer-encoding: chunked\r\n",
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\n",
     );
+    head.push_str(if chunked {
+        "transfer-encoding: chunked\r\n"
+    } else {
+        "connection: close\r\n"
+    });
     for (k, v) in &extra {
         if let Ok(v) = v.to_str() {
             head.push_str(&format!("{k}: {v}\r\n"));
@@ -172,8 +201,8 @@ pub async fn serve_stream(
     }
     drop(head);
     match opened {
-        Opened::Route(stream, parking) => pump(tcp, stream, kill, parking).await,
-        Opened::Merged(chunks) => pump_merged(tcp, chunks, kill).await,
+        Opened::Route(stream, parking) => pump(tcp, stream, kill, parking, chunked).await,
+        Opened::Merged(chunks) => pump_merged(tcp, chunks, kill, chunked).await,
     }
 }
 
@@ -186,7 +215,12 @@ enum Opened {
 
 /// Write a merged stream's chunks until it ends, the client goes away or the connection
 /// is killed.
-async fn pump_merged(tcp: TcpStream, mut chunks: multiplex::Chunks, kill: CancellationToken) {
+async fn pump_merged(
+    tcp: TcpStream,
+    mut chunks: multiplex::Chunks,
+    kill: CancellationToken,
+    chunked: bool,
+) {
     let gone = gone(&tcp);
     tokio::pin!(gone);
     let killed = kill.cancelled();
@@ -198,7 +232,7 @@ async fn pump_merged(tcp: TcpStream, mut chunks: multiplex::Chunks, kill: Cancel
             _ = &mut killed => return,
         };
         tokio::select! {
-            r = write_chunk(&tcp, chunk) => if !matches!(r, Ok(true)) { return },
+            r = write_chunk(&tcp, chunk, chunked) => if !matches!(r, Ok(true)) { return },
             _ = &mut killed => return,
         }
     }
@@ -212,6 +246,7 @@ async fn pump(
     mut stream: ClientStream,
     kill: CancellationToken,
     parking: Option<Parking>,
+    chunked: bool,
 ) {
     let tcp = Arc::new(tcp);
     // Long-lived watchers (not re-armed per chunk): the client closing, the connection
@@ -258,7 +293,7 @@ async fn pump(
         };
         let len = chunk.as_ref().map_or(0, Bytes::len);
         tokio::select! {
-            r = write_chunk(&tcp, chunk) => if !matches!(r, Ok(true)) { return },
+            r = write_chunk(&tcp, chunk, chunked) => if !matches!(r, Ok(true)) { return },
             _ = &mut killed => return,
         }
         stream.wrote(len);
@@ -266,12 +301,19 @@ async fn pump(
 }
 
 /// Write `chunk` with chunked framing (in one vectored write when the socket takes it),
-/// or for `None` the final empty chunk; `Ok(false)` once the response is complete.
-async fn write_chunk(tcp: &TcpStream, chunk: Option<Bytes>) -> io::Result<bool> {
-    let Some(chunk) = chunk else {
-        write_all(tcp, &mut Bytes::from_static(b"0\r\n\r\n")).await?;
+/// or for `None` the final empty chunk; `Ok(false)` once the response is complete. Without
+/// `chunked` (HTTP/1.0) the bytes go as they are and the end is the connection's.
+async fn write_chunk(tcp: &TcpStream, chunk: Option<Bytes>, chunked: bool) -> io::Result<bool> {
+    let Some(mut chunk) = chunk else {
+        if chunked {
+            write_all(tcp, &mut Bytes::from_static(b"0\r\n\r\n")).await?;
+        }
         return Ok(false);
     };
+    if !chunked {
+        write_all(tcp, &mut chunk).await?;
+        return Ok(true);
+    }
     let mut framed = Bytes::from(format!("{:x}\r\n", chunk.len()))
         .chain(chunk)
         .chain(&b"\r\n"[..]);

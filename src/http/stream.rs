@@ -14,7 +14,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::limits::Held;
-use crate::hub::{ClientFilter, ClientGuard, Cursor, Event, Hub, Read, Verdict};
+use crate::bus::{ClientFilter, ClientGuard, Cursor, Event, Hub, Read, Verdict};
 use crate::metrics::{DisconnectReason, RouteMetrics};
 use crate::source::{CatchupStream, Plan, Source};
 use crate::sse;
@@ -62,7 +62,7 @@ pub struct StreamSettings {
 
 /// State of one client stream.
 pub struct ClientStream {
-    source: Source,
+    source: Arc<dyn Source>,
     hub: Arc<Hub>,
     cursor: Cursor,
     next_seq: u64,
@@ -91,7 +91,7 @@ pub struct ClientStream {
 impl ClientStream {
     /// A stream for `plan` on `source`; counts itself in the connection metrics.
     pub fn new(
-        source: Source,
+        source: Arc<dyn Source>,
         plan: Plan,
         settings: StreamSettings,
         cancel: CancellationToken,

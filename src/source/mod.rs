@@ -1,100 +1,199 @@
-//! Source adapters: the closed set of backends that feed routes. Each adapter owns its
-//! config section, its position type and its reader; [`start`] is the one place that
-//! turns a route's config into a running source feeding the route's [`Hub`].
+//! Source adapters: the closed set of backends that feed routes, and the plug they fit.
+//!
+//! An adapter is one folder (`kafka/`, `mongo/`) owning its config section and its
+//! validation, its position type (a [`Position`]), its shared reader, its catch-up, its
+//! client planning and how the console describes it. The rest of the crate sees only
+//! this facade: [`SourceConfig`] (a route's parsed `source` table), [`Source`] (a
+//! running source: plans client starts) and [`decode_id`] (an id's position, by kind).
+//!
+//! Adding a source:
+//! 1. Create `src/source/<name>/` with a position type implementing
+//!    [`Position`] and [`crate::position::Decode`] (a kind byte of its own), a config
+//!    struct implementing [`SourceSpec`] (validation, the selectors it supports, its
+//!    console description, `start`), a running source implementing [`Source`]
+//!    (`plan`, `resync`), and a unit value implementing [`Adapter`] (its `type` name and
+//!    kind byte; [`Adapter::parse`] and [`Adapter::decode`] are usually one line each,
+//!    with [`parse_section`] and [`decode_with`]).
+//! 2. Declare the module below and add the unit value to [`ADAPTERS`].
+//!
+//! Nothing else changes: the bus moves positions by their [`crate::position::Step`]s,
+//! the config layer parses and validates sections through [`SourceConfig`], HTTP plans
+//! clients through [`Source`], and the console shows [`SourceSpec::describe`].
 
 pub mod kafka;
 pub mod mongo;
+mod route;
 
+use std::any::Any;
+use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::Stream;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::RouteConfig;
-use crate::hub::Hub;
-use crate::metrics::RouteMetrics;
+pub use route::{EventNameConfig, ReplayConfig, RouteOptions, StartPosition};
+
+use crate::bus::{Cursor, Event, Hub, Selector};
+use crate::event_id::{self, IdError};
+use crate::metrics::ResumeOutcome;
+use crate::position::{Decode, Position};
+use crate::problems::Problems;
+
+/// The closed list of adapters: adding a source is a folder and one line here.
+const ADAPTERS: &[&dyn Adapter] = &[&kafka::Kafka, &mongo::Mongo];
+
+/// An adapter as the facade knows it before any route uses it.
+pub trait Adapter: Sync {
+    /// The `type` of a route's `source` table (`kafka`, `mongodb`).
+    fn name(&self) -> &'static str;
+    /// The kind byte of its event ids.
+    fn id_kind(&self) -> u8;
+    /// Parse a route's `source` table (without `type`).
+    fn parse(&self, table: serde_json::Value) -> Result<Box<dyn SourceSpec>, String>;
+    /// Read a position of this adapter from an id's payload.
+    fn decode(&self, payload: &[u8]) -> Result<Box<dyn Position>, &'static str>;
+}
+
+/// A route's `source` section, typed by its adapter.
+pub trait SourceSpec: fmt::Debug + Send + Sync {
+    /// The adapter's name (the section's `type`).
+    fn kind(&self) -> &'static str;
+    /// Report every problem of the section and of the route settings it reads; `at` is
+    /// the route's path (`routes[1]`), the section's is `{at}.source`.
+    fn validate(&self, route: &RouteOptions, at: &str, p: &mut Problems);
+    /// Whether this source's events carry what `selector` compares.
+    fn supports(&self, selector: &Selector) -> bool;
+    /// What the console shows the source reads (never credentials).
+    fn describe(&self) -> String;
+    /// The position of a route before anything is known.
+    fn initial_position(&self) -> Box<dyn Position>;
+    /// Start reading into `hub`, on `tracker`, until `cancel` fires.
+    fn start(
+        &self,
+        route: &RouteOptions,
+        hub: Arc<Hub>,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> Arc<dyn Source>;
+    /// A boxed copy.
+    fn clone_box(&self) -> Box<dyn SourceSpec>;
+    /// For tests and tools to recover the adapter's config type.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// A running source: what the stream path asks of it.
+pub trait Source: Send + Sync {
+    /// The route's bus.
+    fn hub(&self) -> &Arc<Hub>;
+    /// Plan the start of a new client.
+    fn plan(&self, start: ClientStart) -> BoxFuture<'_, Result<Plan, SourceError>>;
+    /// Re-plan a client that fell out of the ring before it ever caught up, or whose
+    /// catch-up from the source ended.
+    fn resync(&self, cursor: Cursor) -> Plan;
+}
 
 /// A route's `source = { type = "...", ... }` table.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum SourceConfig {
-    /// Kafka topics (see [`kafka::KafkaSourceConfig`]).
-    Kafka(kafka::KafkaSourceConfig),
-    /// A MongoDB change stream (see [`mongo::MongoSourceConfig`]).
-    #[serde(rename = "mongodb")]
-    Mongo(mongo::MongoSourceConfig),
-}
+pub struct SourceConfig(Box<dyn SourceSpec>);
 
 impl SourceConfig {
-    /// Short name of the source kind, for logs and the admin API.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SourceConfig::Kafka(_) => "kafka",
-            SourceConfig::Mongo(_) => "mongodb",
-        }
-    }
-
-    /// The position of a route before anything is known.
-    pub fn initial_position(&self) -> crate::hub::Position {
-        match self {
-            SourceConfig::Kafka(k) => kafka::KafkaSource::initial_position(k),
-            SourceConfig::Mongo(_) => mongo::MongoSource::initial_position(),
-        }
+    /// The adapter's typed section, when it is a `T`.
+    pub fn downcast<T: 'static>(&self) -> Option<&T> {
+        self.0.as_any().downcast_ref::<T>()
     }
 }
 
-/// A running source: the handle HTTP handlers use to plan client starts.
-#[derive(Clone)]
-pub enum Source {
-    /// A Kafka route.
-    Kafka(Arc<kafka::KafkaSource>),
-    /// A MongoDB route.
-    Mongo(Arc<mongo::MongoSource>),
-}
-
-/// Start the source of `route`, feeding `hub`, on `tracker`, until `cancel` fires.
-pub fn start(
-    route: &RouteConfig,
-    hub: Arc<Hub>,
-    metrics: RouteMetrics,
-    tracker: &TaskTracker,
-    cancel: CancellationToken,
-) -> Source {
-    match &route.source {
-        SourceConfig::Kafka(cfg) => {
-            let src = kafka::KafkaSource::new(route, cfg.clone(), hub, metrics);
-            let runner = src.clone();
-            tracker.spawn(async move { runner.run(cancel).await });
-            Source::Kafka(src)
-        }
-        SourceConfig::Mongo(cfg) => {
-            let src = mongo::MongoSource::new(route, cfg.clone(), hub, metrics);
-            let runner = src.clone();
-            tracker.spawn(async move { runner.run(cancel).await });
-            Source::Mongo(src)
-        }
+impl std::ops::Deref for SourceConfig {
+    type Target = dyn SourceSpec;
+    fn deref(&self) -> &Self::Target {
+        &*self.0
     }
 }
 
-use std::pin::Pin;
+impl Clone for SourceConfig {
+    fn clone(&self) -> Self {
+        SourceConfig(self.0.clone_box())
+    }
+}
 
-use bytes::Bytes;
-use futures::Stream;
+impl fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
-use crate::event_id::EventId;
-use crate::hub::{Cursor, Event};
-use crate::metrics::ResumeOutcome;
+impl<'de> Deserialize<'de> for SourceConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SourceConfig, D::Error> {
+        use serde::de::Error;
+        let mut table = serde_json::Value::deserialize(d)?;
+        let kind = match table.as_object_mut().map(|t| t.remove("type")) {
+            Some(Some(serde_json::Value::String(k))) => k,
+            Some(_) => return Err(D::Error::missing_field("type")),
+            None => return Err(D::Error::custom("a source must be a table")),
+        };
+        let Some(adapter) = ADAPTERS.iter().find(|a| a.name() == kind) else {
+            let known: Vec<&str> = ADAPTERS.iter().map(|a| a.name()).collect();
+            return Err(D::Error::custom(format!(
+                "unknown source type `{kind}`, expected one of: {}",
+                known.join(", ")
+            )));
+        };
+        adapter
+            .parse(table)
+            .map(SourceConfig)
+            .map_err(D::Error::custom)
+    }
+}
+
+/// Parse an adapter's section into its config type `T` (for [`Adapter::parse`]).
+pub fn parse_section<T: SourceSpec + DeserializeOwned + 'static>(
+    table: serde_json::Value,
+) -> Result<Box<dyn SourceSpec>, String> {
+    serde_json::from_value::<T>(table)
+        .map(|t| Box::new(t) as Box<dyn SourceSpec>)
+        .map_err(|e| e.to_string())
+}
+
+/// Read a position of type `P` from an id's payload (for [`Adapter::decode`]).
+pub fn decode_with<P: Decode>(payload: &[u8]) -> Result<Box<dyn Position>, &'static str> {
+    P::read_binary(payload).map(|p| Box::new(p) as Box<dyn Position>)
+}
+
+/// The position a single route's id holds, read by the adapter its kind byte names.
+pub fn decode_id(id: &str) -> Result<Box<dyn Position>, IdError> {
+    let raw = event_id::decode(id)?;
+    let adapter = ADAPTERS
+        .iter()
+        .find(|a| a.id_kind() == raw.kind)
+        .ok_or(IdError::Kind)?;
+    adapter.decode(&raw.payload).map_err(IdError::Payload)
+}
 
 /// Where a new client asked to start.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ClientStart {
     /// No id and no `since`: the route's configured start position.
     Default,
-    /// Resume after this id (`Last-Event-ID` or `?lastEventId=`).
-    Id(EventId),
+    /// Resume after this position (`Last-Event-ID` or `?lastEventId=`).
+    Id(Box<dyn Position>),
     /// Start at this time (ms since the epoch).
     Since(i64),
+}
+
+impl PartialEq for ClientStart {
+    fn eq(&self, other: &ClientStart) -> bool {
+        match (self, other) {
+            (ClientStart::Default, ClientStart::Default) => true,
+            (ClientStart::Id(a), ClientStart::Id(b)) => a.same(&**b),
+            (ClientStart::Since(a), ClientStart::Since(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 /// Events read from the source for one client before it joins the ring.
@@ -123,34 +222,15 @@ pub enum SourceError {
     /// The id names a position of another kind of source.
     #[error("event id does not belong to this route's source")]
     WrongKind,
-    /// Kafka said no.
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
 }
 
-impl Source {
-    /// The route's bus.
-    pub fn hub(&self) -> &Arc<Hub> {
-        match self {
-            Source::Kafka(k) => k.hub(),
-            Source::Mongo(m) => m.hub(),
-        }
-    }
-
-    /// Plan the start of a new client.
-    pub async fn plan(&self, start: ClientStart) -> Result<Plan, SourceError> {
-        match self {
-            Source::Kafka(k) => k.plan(start).await,
-            Source::Mongo(m) => m.plan(start).await,
-        }
-    }
-
-    /// Re-plan a client that fell out of the ring before it ever caught up, or whose
-    /// catch-up from the source ended.
-    pub fn resync(&self, cursor: Cursor) -> Plan {
-        match self {
-            Source::Kafka(k) => k.attach(cursor),
-            Source::Mongo(m) => m.attach(cursor),
-        }
-    }
+/// The start of the source of a route.
+pub fn start(
+    source: &SourceConfig,
+    route: &RouteOptions,
+    hub: Arc<Hub>,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+) -> Arc<dyn Source> {
+    source.start(route, hub, tracker, cancel)
 }

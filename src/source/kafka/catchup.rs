@@ -12,7 +12,8 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::KafkaSource;
-use crate::hub::{Event, Origin};
+use crate::bus::Event;
+use crate::position::{Lane, Step};
 use crate::source::{CatchupStream, SourceError};
 
 /// Give up when a catch-up read makes no progress for this long.
@@ -90,7 +91,7 @@ async fn next(st: &mut State) -> Result<Option<Arc<Event>>, SourceError> {
             let Some(group) = st.pending.pop() else {
                 return Ok(None);
             };
-            st.consumer = Some(open_consumer(&st.src, &group)?);
+            st.consumer = Some(open_consumer(&st.src, &group).map_err(super::unavailable)?);
             st.topic = group[0].0;
             st.open = group.iter().map(|&(_, p, _, to)| (p, to)).collect();
         }
@@ -103,7 +104,7 @@ async fn next(st: &mut State) -> Result<Option<Arc<Event>>, SourceError> {
                 st.open.remove(&p);
                 continue;
             }
-            Ok(Err(e)) => return Err(e.into()),
+            Ok(Err(e)) => return Err(super::unavailable(e)),
             Ok(Ok(m)) => m,
         };
         if st.src.topic_index(msg.topic()) != Some(st.topic) {
@@ -124,9 +125,11 @@ async fn next(st: &mut State) -> Result<Option<Arc<Event>>, SourceError> {
         return Ok(Some(Arc::new(Event {
             attrs: st.src.encoder.attrs(&msg, &frame),
             frame,
-            origin: Origin::Kafka {
-                topic: st.topic,
-                partition: p,
+            step: Step::Record {
+                lane: Lane {
+                    stream: st.topic,
+                    partition: p,
+                },
                 offset: msg.offset(),
             },
             timestamp_ms: msg.timestamp().to_millis(),

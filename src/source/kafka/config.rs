@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
-use crate::config::validate::Problems;
+use crate::problems::Problems;
 
 /// Properties sse-bridge sets itself; a route may not override them.
 const RESERVED: &[&str] = &[

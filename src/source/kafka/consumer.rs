@@ -14,8 +14,10 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{partition_counts, watermarks, KafkaPosition, KafkaSource, UNKNOWN};
-use crate::hub::{Event, Origin, Position};
+use super::{kafka, partition_counts, watermarks, KafkaPosition, KafkaSource, UNKNOWN};
+use crate::bus::Event;
+use crate::event_id;
+use crate::position::{downcast_mut, Lane, Step};
 use crate::source::SourceError;
 use crate::sse;
 
@@ -57,7 +59,7 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(move || f(&c))
         .await
         .map_err(|e| SourceError::Unavailable(e.to_string()))?
-        .map_err(SourceError::from)
+        .map_err(super::unavailable)
 }
 
 struct Partition {
@@ -84,7 +86,7 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
             src.cfg.topics[i]
         )));
     }
-    let head = src.hub.head().1.into_kafka();
+    let head = kafka(&*src.hub.head().1);
     let warm = src.warm_events;
     let total: usize = counts.iter().map(|n| n.unwrap_or(0)).sum();
     let per_partition = (warm / total.max(1)) as i64;
@@ -115,7 +117,7 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
     consumer.assign(&tpl)?;
     let fresh = head.topics().iter().all(|(_, o)| o.is_empty());
     if fresh {
-        src.hub.set_head(|h| *h = Position::Kafka(start.clone()));
+        src.hub.set_head(|h| *h = Box::new(start.clone()));
     }
     info!(route = %src.route, partitions = parts.len(), "kafka source assigned");
     src.hub.set_state(|s| {
@@ -160,8 +162,7 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
 
 impl KafkaSource {
     fn position_of(&self, topic: u16, partition: i32) -> i64 {
-        let h = self.hub.head().1.into_kafka();
-        h.get(usize::from(topic), partition)
+        kafka(&*self.hub.head().1).get(usize::from(topic), partition)
     }
 }
 
@@ -172,7 +173,7 @@ fn publish(src: &KafkaSource, msg: &BorrowedMessage<'_>) {
         return;
     };
     src.metrics.source_records.inc();
-    let mut pos = src.hub.head().1.into_kafka();
+    let mut pos = kafka(&*src.hub.head().1);
     let p = msg.partition();
     let offset = msg.offset();
     let expected = pos.get(usize::from(ti), p);
@@ -192,14 +193,16 @@ fn publish(src: &KafkaSource, msg: &BorrowedMessage<'_>) {
         ));
     }
     pos.set(usize::from(ti), p, offset + 1);
-    let id = crate::event_id::encode_kafka(&pos);
+    let id = event_id::encode(&pos);
     let frame = src.encoder.encode(msg, &id);
     events.push(Event {
         attrs: src.encoder.attrs(msg, &frame),
         frame,
-        origin: Origin::Kafka {
-            topic: ti,
-            partition: p,
+        step: Step::Record {
+            lane: Lane {
+                stream: ti,
+                partition: p,
+            },
             offset,
         },
         timestamp_ms: msg.timestamp().to_millis(),
@@ -228,12 +231,14 @@ fn reset_event(
             "earliest": next, "latest": latest, "resumed_from": next,
         }],
     });
-    let id = crate::event_id::encode_kafka(pos);
+    let id = event_id::encode(pos);
     Event {
         frame: sse::frame(&id, Some("reset"), Some(&data.to_string())),
-        origin: Origin::KafkaReset {
-            topic: ti,
-            partition: p,
+        step: Step::Restart {
+            lane: Lane {
+                stream: ti,
+                partition: p,
+            },
             next,
         },
         timestamp_ms: None,
@@ -286,7 +291,7 @@ async fn refresh_metadata(
         if watch.gone.remove(&ti) {
             // Deleted and created again: a new log. Every known partition restarts at
             // its first offset, announced to clients; then the whole assignment restarts.
-            let mut head = src.hub.head().1.into_kafka();
+            let mut head = kafka(&*src.hub.head().1);
             for p in parts
                 .iter()
                 .filter(|p| usize::from(p.topic) == ti && (p.partition as usize) < n)
@@ -321,15 +326,16 @@ async fn refresh_metadata(
                 warm_until: 0,
             });
             src.hub.set_head(|h| {
-                let Position::Kafka(h) = h else { return };
-                h.set(ti, p, low);
+                if let Some(h) = downcast_mut::<KafkaPosition>(&mut **h) {
+                    h.set(ti, p, low);
+                }
             });
             info!(route = %src.route, topic = %topic, partition = p, "new partition assigned");
             reassign = true;
         }
     }
     if reassign {
-        let head = src.hub.head().1.into_kafka();
+        let head = kafka(&*src.hub.head().1);
         let mut tpl = TopicPartitionList::new();
         for p in parts.iter() {
             let at = head.get(usize::from(p.topic), p.partition).max(0);
@@ -350,7 +356,7 @@ async fn refresh_metadata(
         let Ok((low, high)) = blocking(consumer, move |c| watermarks(c, &t, part)).await else {
             continue;
         };
-        let mut head = src.hub.head().1.into_kafka();
+        let mut head = kafka(&*src.hub.head().1);
         let at = head.get(usize::from(p.topic), p.partition);
         if at != UNKNOWN && (at > high || at < low) {
             // The log moved under us: recreated (position beyond its end) or retention

@@ -6,33 +6,147 @@
 mod catchup;
 mod config;
 mod consumer;
-mod cursor;
 mod plan;
 mod position;
 mod record;
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::{KafkaSourceConfig, Properties};
-pub use cursor::KafkaCursor;
 pub use position::{KafkaPosition, UNKNOWN};
-pub use record::RecordEncoder;
+use record::{PayloadMode, RecordEncoder};
 
-use crate::config::{RouteConfig, StartPosition};
-use crate::hub::{Hub, Position};
+use crate::bus::{Cursor, Hub, Selector};
 use crate::metrics::RouteMetrics;
+use crate::position::{downcast, Position};
+use crate::problems::Problems;
+use crate::source::{
+    decode_with, parse_section, Adapter, ClientStart, Plan, RouteOptions, SourceError, SourceSpec,
+    StartPosition,
+};
+
+/// The Kafka adapter (`type = "kafka"`).
+pub struct Kafka;
+
+impl Adapter for Kafka {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn id_kind(&self) -> u8 {
+        position::KIND
+    }
+
+    fn parse(&self, table: serde_json::Value) -> Result<Box<dyn SourceSpec>, String> {
+        parse_section::<KafkaSourceConfig>(table)
+    }
+
+    fn decode(&self, payload: &[u8]) -> Result<Box<dyn Position>, &'static str> {
+        decode_with::<KafkaPosition>(payload)
+    }
+}
+
+impl SourceSpec for KafkaSourceConfig {
+    fn kind(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn validate(&self, route: &RouteOptions, at: &str, p: &mut Problems) {
+        KafkaSourceConfig::validate(self, &format!("{at}.source"), p);
+        if let Some(mode) = &route.payload {
+            if !PayloadMode::NAMES.contains(&mode.as_str()) {
+                p.push(
+                    format!("{at}.payload"),
+                    "must be `value` or `envelope` for a kafka source",
+                );
+            }
+        }
+    }
+
+    fn supports(&self, selector: &Selector) -> bool {
+        matches!(
+            selector,
+            Selector::Key | Selector::Header(_) | Selector::Event
+        )
+    }
+
+    fn describe(&self) -> String {
+        self.topics.join(", ")
+    }
+
+    fn initial_position(&self) -> Box<dyn Position> {
+        Box::new(KafkaPosition::for_topics(&self.topics))
+    }
+
+    fn start(
+        &self,
+        route: &RouteOptions,
+        hub: Arc<Hub>,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> Arc<dyn crate::source::Source> {
+        let src = KafkaSource::new(route, self.clone(), hub);
+        let runner = src.clone();
+        tracker.spawn(async move { runner.run(cancel).await });
+        Arc::new(Running(src))
+    }
+
+    fn clone_box(&self) -> Box<dyn SourceSpec> {
+        Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// A running Kafka source, as the facade hands it out.
+struct Running(Arc<KafkaSource>);
+
+impl crate::source::Source for Running {
+    fn hub(&self) -> &Arc<Hub> {
+        &self.0.hub
+    }
+
+    fn plan(&self, start: ClientStart) -> BoxFuture<'_, Result<Plan, SourceError>> {
+        Box::pin(self.0.plan(start))
+    }
+
+    fn resync(&self, cursor: Cursor) -> Plan {
+        self.0.attach(cursor)
+    }
+}
+
+impl From<KafkaError> for SourceError {
+    fn from(e: KafkaError) -> SourceError {
+        unavailable(e)
+    }
+}
+
+/// A broker failure, as clients are told of it.
+fn unavailable(e: KafkaError) -> SourceError {
+    SourceError::Unavailable(format!("kafka: {e}"))
+}
+
+/// The Kafka position of a route's hub (which only ever holds Kafka positions).
+fn kafka(p: &dyn Position) -> KafkaPosition {
+    downcast::<KafkaPosition>(p).cloned().unwrap_or_default()
+}
 
 /// Timeout of metadata, watermark and time-index queries.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running Kafka source of one route.
-pub struct KafkaSource {
+struct KafkaSource {
     route: String,
     cfg: KafkaSourceConfig,
     encoder: RecordEncoder,
@@ -45,18 +159,13 @@ pub struct KafkaSource {
 
 impl KafkaSource {
     /// Build the source of `route` (not yet running).
-    pub fn new(
-        route: &RouteConfig,
-        cfg: KafkaSourceConfig,
-        hub: Arc<Hub>,
-        metrics: RouteMetrics,
-    ) -> Arc<KafkaSource> {
+    fn new(route: &RouteOptions, cfg: KafkaSourceConfig, hub: Arc<Hub>) -> Arc<KafkaSource> {
         Arc::new(KafkaSource {
             route: route.name.clone(),
             encoder: RecordEncoder::new(
-                route.payload_mode(),
+                PayloadMode::of(route.payload.as_deref()),
                 route.event_name.clone(),
-                route.selectors(),
+                route.selectors.clone(),
             ),
             start: route.start,
             warm_events: if route.replay.warm_start {
@@ -64,25 +173,15 @@ impl KafkaSource {
             } else {
                 0
             },
+            metrics: hub.metrics().clone(),
             cfg,
             hub,
-            metrics,
             admin: Mutex::new(None),
         })
     }
 
-    /// The initial (empty) position of a route over `topics`.
-    pub fn initial_position(cfg: &KafkaSourceConfig) -> Position {
-        Position::Kafka(KafkaPosition::for_topics(&cfg.topics))
-    }
-
-    /// The route's hub.
-    pub fn hub(&self) -> &Arc<Hub> {
-        &self.hub
-    }
-
     /// Run the shared consumer until `cancel` fires, reconnecting with backoff.
-    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+    async fn run(self: Arc<Self>, cancel: CancellationToken) {
         consumer::run(self, cancel).await
     }
 

@@ -9,14 +9,13 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
 use super::{
-    catchup, partition_counts, watermarks, KafkaCursor, KafkaPosition, KafkaSource, QUERY_TIMEOUT,
+    catchup, kafka, partition_counts, watermarks, KafkaPosition, KafkaSource, QUERY_TIMEOUT,
     UNKNOWN,
 };
-use crate::config::StartPosition;
-use crate::event_id::EventId;
-use crate::hub::Cursor;
+use crate::bus::Cursor;
 use crate::metrics::ResumeOutcome;
-use crate::source::{ClientStart, Plan, SourceError};
+use crate::position::downcast;
+use crate::source::{ClientStart, Plan, SourceError, StartPosition};
 use crate::sse;
 
 /// A partition whose asked-for position could not be served.
@@ -33,13 +32,12 @@ struct Unservable {
 
 impl KafkaSource {
     /// Plan the start of a new client.
-    pub(crate) async fn plan(self: &Arc<Self>, start: ClientStart) -> Result<Plan, SourceError> {
+    pub(super) async fn plan(self: &Arc<Self>, start: ClientStart) -> Result<Plan, SourceError> {
         match start {
             ClientStart::Default if self.start == StartPosition::Latest => {
                 let (seq, head) = self.hub.head();
-                let pos = head.into_kafka();
                 Ok(Plan {
-                    cursor: Cursor::Kafka(KafkaCursor::new(pos, true)),
+                    cursor: Cursor::new(Box::new(kafka(&*head)), true),
                     next_seq: seq,
                     catchup: None,
                     preamble: Vec::new(),
@@ -56,7 +54,7 @@ impl KafkaSource {
                     .await?;
                 Ok(Plan {
                     outcome: None,
-                    ..self.attach(Cursor::Kafka(KafkaCursor::new(pos, false)))
+                    ..self.attach(Cursor::new(Box::new(pos), false))
                 })
             }
             ClientStart::Since(ms) => {
@@ -65,18 +63,19 @@ impl KafkaSource {
                     .await?;
                 Ok(Plan {
                     outcome: None,
-                    ..self.attach(Cursor::Kafka(KafkaCursor::new(pos, false)))
+                    ..self.attach(Cursor::new(Box::new(pos), false))
                 })
             }
-            ClientStart::Id(EventId::Mongo(_)) => Err(SourceError::WrongKind),
-            ClientStart::Id(EventId::Kafka(asked)) => {
-                let asked = asked.align(&self.cfg.topics);
+            ClientStart::Id(asked) => {
+                let asked = downcast::<KafkaPosition>(&*asked)
+                    .ok_or(SourceError::WrongKind)?
+                    .align(&self.cfg.topics);
                 let (pos, bad) = if self.in_window(&asked) {
                     (asked, Vec::new())
                 } else {
                     self.query(move |src, c| src.validate(c, asked)).await?
                 };
-                let mut plan = self.attach(Cursor::Kafka(KafkaCursor::new(pos, false)));
+                let mut plan = self.attach(Cursor::new(Box::new(pos), false));
                 if !bad.is_empty() {
                     plan.preamble.push(self.reset_frame(&plan.cursor, &bad));
                     plan.outcome = Some(ResumeOutcome::Reset);
@@ -88,10 +87,10 @@ impl KafkaSource {
 
     /// Attach a cursor to the ring: partitions below the ring's base are read from Kafka
     /// first (only those), then the ring from its oldest event.
-    pub(crate) fn attach(self: &Arc<Self>, mut cursor: Cursor) -> Plan {
+    pub(super) fn attach(self: &Arc<Self>, mut cursor: Cursor) -> Plan {
         let (first_seq, base, head_seq, head) = self.hub.window();
-        let (base, head) = (base.into_kafka(), head.into_kafka());
-        let Cursor::Kafka(c) = &mut cursor else {
+        let (base, head) = (kafka(&*base), kafka(&*head));
+        let Some(position) = downcast::<KafkaPosition>(&*cursor.position) else {
             return Plan {
                 cursor,
                 next_seq: head_seq,
@@ -100,9 +99,8 @@ impl KafkaSource {
                 outcome: None,
             };
         };
-        let (base, head) = (&base, &head);
-        if c.position == *head {
-            c.synced = true;
+        if *position == head {
+            cursor.joined = true;
             return Plan {
                 cursor,
                 next_seq: head_seq,
@@ -111,7 +109,7 @@ impl KafkaSource {
                 outcome: Some(ResumeOutcome::Buffer),
             };
         }
-        let ranges = catchup_ranges(&c.position, base);
+        let ranges = catchup_ranges(position, &base);
         let (catchup, outcome) = if ranges.is_empty() {
             (None, ResumeOutcome::Buffer)
         } else {
@@ -132,7 +130,7 @@ impl KafkaSource {
     /// True when the ring covers `asked` on every partition (no query needed).
     fn in_window(&self, asked: &KafkaPosition) -> bool {
         let (_, base, _, head) = self.hub.window();
-        covers(asked, &base.into_kafka(), &head.into_kafka())
+        covers(asked, &kafka(&*base), &kafka(&*head))
     }
 
     async fn query<T: Send + 'static>(

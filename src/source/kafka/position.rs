@@ -1,7 +1,15 @@
 //! [`KafkaPosition`]: the next offset to deliver for every partition of every topic of a
-//! route. Its binary form is the payload of a Kafka event id (see `crate::event_id`).
+//! route. Its binary form is the payload of a Kafka event id (see `crate::event_id`); its
+//! [`Position`] implementation is the one place the Kafka advance rule lives (the route's
+//! head, the ring's base and every client's cursor move by it).
+
+use std::any::Any;
 
 use crate::event_id::varint;
+use crate::position::{downcast, Accept, Decode, Lane, Position, Step};
+
+/// Kind byte of Kafka event ids.
+pub const KIND: u8 = b'k';
 
 /// Most topics and partitions per topic accepted when decoding.
 const MAX_TOPICS: u64 = 1024;
@@ -137,9 +145,250 @@ impl KafkaPosition {
     }
 }
 
+impl KafkaPosition {
+    /// Next offset of `lane`, or [`UNKNOWN`].
+    fn at(&self, lane: Lane) -> i64 {
+        self.get(usize::from(lane.stream), lane.partition)
+    }
+}
+
+impl Position for KafkaPosition {
+    fn kind(&self) -> u8 {
+        KIND
+    }
+
+    fn write_binary(&self, out: &mut Vec<u8>) {
+        KafkaPosition::write_binary(self, out)
+    }
+
+    fn advance(&mut self, step: &Step) {
+        match *step {
+            Step::Record { lane, offset } => {
+                self.set(usize::from(lane.stream), lane.partition, offset + 1)
+            }
+            Step::Restart { lane, next } => {
+                self.set(usize::from(lane.stream), lane.partition, next)
+            }
+            Step::Token(_) | Step::TokenRestart(_) => {}
+        }
+    }
+
+    fn accept(&mut self, step: &Step, _joined: bool) -> Accept {
+        match *step {
+            Step::Record { lane, offset } => {
+                if offset < self.at(lane) {
+                    return Accept::Skip;
+                }
+            }
+            // Already restarted there (told at connect time): nothing new to say.
+            Step::Restart { lane, next } if self.at(lane) == next => return Accept::Skip,
+            Step::Restart { .. } => {}
+            Step::Token(_) | Step::TokenRestart(_) => return Accept::Skip,
+        }
+        self.advance(step);
+        Accept::Take
+    }
+
+    fn same(&self, other: &dyn Position) -> bool {
+        downcast::<KafkaPosition>(other) == Some(self)
+    }
+
+    /// Partitions new to the head start in the ring's base at the same offset, so the
+    /// ring covers them from there.
+    fn adopt_new_lanes(&mut self, head: &dyn Position) {
+        let Some(head) = downcast::<KafkaPosition>(head) else {
+            return;
+        };
+        for (ti, (_, offsets)) in head.topics.iter().enumerate() {
+            for (p, &o) in offsets.iter().enumerate() {
+                let p = p as i32;
+                if self.get(ti, p) == UNKNOWN {
+                    self.set(ti, p, o);
+                }
+            }
+        }
+    }
+
+    fn clone_box(&self) -> Box<dyn Position> {
+        Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+impl Decode for KafkaPosition {
+    const KIND: u8 = KIND;
+
+    fn read_binary(buf: &[u8]) -> Result<KafkaPosition, &'static str> {
+        KafkaPosition::read_binary(buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event_id::{decode_as, encode, IdError};
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use proptest::prelude::*;
+
+    fn kafka_pos() -> impl Strategy<Value = KafkaPosition> {
+        proptest::collection::vec(
+            (
+                "[a-zA-Z0-9._-]{1,40}",
+                proptest::collection::vec(0i64..i64::MAX / 2, 0..20),
+            ),
+            0..6,
+        )
+        .prop_map(KafkaPosition::from_topics)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn id_round_trip(p in kafka_pos()) {
+            let wire = encode(&p);
+            prop_assert!(wire.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            prop_assert_eq!(decode_as::<KafkaPosition>(&wire).unwrap(), p);
+        }
+
+        #[test]
+        fn garbage_bytes_never_panic(b in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let mut raw = vec![crate::event_id::VERSION, KIND];
+            raw.extend(b);
+            let _ = decode_as::<KafkaPosition>(&URL_SAFE_NO_PAD.encode(raw));
+        }
+    }
+
+    // Golden vectors of the version-1 wire format. The bytes are written out by hand from
+    // the format documented in README.md ("Wire format (version 1)"); a change to any of
+    // them changes every id clients hold, so these tests must only ever gain vectors.
+
+    /// `p` encodes to exactly `wire`, whose bytes are exactly `raw`, and decodes back.
+    fn assert_golden(p: &KafkaPosition, raw: &[u8], wire: &str) {
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(raw),
+            wire,
+            "golden bytes vs golden string"
+        );
+        assert_eq!(encode(p), wire, "encode");
+        assert_eq!(decode_as::<KafkaPosition>(wire).as_ref(), Ok(p), "decode");
+    }
+
+    #[test]
+    fn golden_kafka_readme_example() {
+        // README: "For a 3-partition topic `orders` an id is about 20 characters".
+        const RAW: [u8; 14] = [
+            0x01, // version 1
+            b'k', // kind: Kafka
+            0x01, // varint topic count = 1
+            0x06, // varint name length = 6
+            b'o', b'r', b'd', b'e', b'r', b's', // "orders"
+            0x03, // varint partition count = 3
+            0x12, // zigzag(9 - 0) = 18: partition 0 at 9
+            0x01, // zigzag(8 - 9) = zigzag(-1) = 1: partition 1 at 8
+            0x0f, // zigzag(0 - 8) = zigzag(-8) = 15: partition 2 at 0
+        ];
+        let p = KafkaPosition::from_topics(vec![("orders".into(), vec![9, 8, 0])]);
+        assert_golden(&p, &RAW, "AWsBBm9yZGVycwMSAQ8");
+    }
+
+    #[test]
+    fn golden_kafka_two_topics_large_offset_and_unknown() {
+        const RAW: [u8; 28] = [
+            0x01, // version 1
+            b'k', // kind: Kafka
+            0x02, // varint topic count = 2
+            0x03, // varint name length = 3
+            b'p', b'a', b'y', // "pay"
+            0x03, // varint partition count = 3
+            // zigzag(1_000_000_000_000 - 0) = 2_000_000_000_000, LEB128 in 6 bytes
+            0x80, 0xc0, 0xa8, 0xca, 0x9a, 0x3a,
+            // zigzag(-1 - 1_000_000_000_000) = 2_000_000_000_001: partition 1 UNKNOWN
+            0x81, 0xc0, 0xa8, 0xca, 0x9a, 0x3a,
+            0x56, // zigzag(42 - (-1)) = 86: partition 2 at 42
+            0x02, // varint name length = 2
+            b'e', b'v', // "ev"
+            0x02, // varint partition count = 2
+            0x01, // zigzag(-1 - 0) = 1: partition 0 UNKNOWN
+            0xda, 0x04, // zigzag(300 - (-1)) = 602 = 0x25a, LEB128: partition 1 at 300
+        ];
+        let p = KafkaPosition::from_topics(vec![
+            ("pay".into(), vec![1_000_000_000_000, UNKNOWN, 42]),
+            ("ev".into(), vec![UNKNOWN, 300]),
+        ]);
+        assert_golden(&p, &RAW, "AWsCA3BheQOAwKjKmjqBwKjKmjpWAmV2AgHaBA");
+    }
+
+    #[test]
+    fn compact_for_three_partitions() {
+        let p =
+            KafkaPosition::from_topics(vec![("orders".into(), vec![120_345, 120_401, 119_998])]);
+        let wire = encode(&p);
+        assert!(wire.len() <= 32, "{wire} is {} chars", wire.len());
+    }
+
+    #[test]
+    fn a_mongodb_id_is_not_a_kafka_position() {
+        assert_eq!(
+            decode_as::<KafkaPosition>(&URL_SAFE_NO_PAD.encode([1u8, b'm', 5, 0, 0, 0, 0])),
+            Err(IdError::Kind)
+        );
+    }
+
+    #[test]
+    fn accept_skips_delivered_offsets_and_advances() {
+        let mut c = KafkaPosition::from_topics(vec![("t".into(), vec![5, 0])]);
+        let rec = |p, o| Step::Record {
+            lane: Lane {
+                stream: 0,
+                partition: p,
+            },
+            offset: o,
+        };
+        assert_eq!(c.accept(&rec(0, 4), true), Accept::Skip);
+        assert_eq!(c.accept(&rec(0, 5), true), Accept::Take);
+        assert_eq!(c.get(0, 0), 6);
+        assert_eq!(c.accept(&rec(1, 0), false), Accept::Take);
+        assert_eq!(c.accept(&rec(1, 0), false), Accept::Skip);
+        // A partition unknown to the id is delivered from whatever comes.
+        assert_eq!(c.accept(&rec(2, 9), false), Accept::Take);
+        let reset = Step::Restart {
+            lane: Lane {
+                stream: 0,
+                partition: 0,
+            },
+            next: 0,
+        };
+        assert_eq!(c.accept(&reset, false), Accept::Take);
+        assert_eq!(c.get(0, 0), 0);
+        assert_eq!(
+            c.accept(&reset, false),
+            Accept::Skip,
+            "a reset to where the client already is"
+        );
+        assert_eq!(
+            c.accept(&Step::Token(Default::default()), true),
+            Accept::Skip
+        );
+    }
+
+    #[test]
+    fn new_lanes_of_the_head_are_adopted_where_unknown() {
+        let mut base = KafkaPosition::from_topics(vec![("t".into(), vec![3])]);
+        let head = KafkaPosition::from_topics(vec![("t".into(), vec![9, 4])]);
+        base.adopt_new_lanes(&head);
+        assert_eq!(
+            base,
+            KafkaPosition::from_topics(vec![("t".into(), vec![3, 4])])
+        );
+    }
 
     #[test]
     fn set_grows_and_get_defaults_to_unknown() {

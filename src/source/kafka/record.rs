@@ -8,9 +8,34 @@ use serde_json::{json, Map, Value};
 
 use bytes::Bytes;
 
-use crate::config::{EventNameConfig, PayloadMode, Selector};
-use crate::hub::filter::Attrs;
+use crate::bus::{Attrs, Selector};
+use crate::source::EventNameConfig;
 use crate::sse::{self, Frame};
+
+/// What an event's `data:` carries (`payload = "..."` of a Kafka route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadMode {
+    /// `value` (default): the record value as-is (UTF-8); a non-UTF-8 value is sent
+    /// base64 as `event: binary`.
+    Value,
+    /// `envelope`: a JSON envelope with topic, partition, offset, timestamp, key, headers
+    /// and value.
+    Envelope,
+}
+
+impl PayloadMode {
+    /// The names a route may give, default first.
+    pub const NAMES: &'static [&'static str] = &["value", "envelope"];
+
+    /// The mode a route's `payload` names (`None`: the default; unknown names too, which
+    /// validation reports).
+    pub fn of(name: Option<&str>) -> PayloadMode {
+        match name {
+            Some("envelope") => PayloadMode::Envelope,
+            _ => PayloadMode::Value,
+        }
+    }
+}
 
 /// Encodes records of one route.
 #[derive(Debug, Clone)]
@@ -93,7 +118,7 @@ impl RecordEncoder {
                 let data = self.envelope(msg).to_string();
                 sse::frame(id, Some(event), Some(&data))
             }
-            PayloadMode::Value | PayloadMode::Change | PayloadMode::Document => {
+            PayloadMode::Value => {
                 let bytes = if tombstone { msg.key() } else { msg.payload() };
                 let (event, data) = match bytes.map(std::str::from_utf8) {
                     None => (
@@ -211,6 +236,14 @@ mod tests {
             body(&enc.encode(&msg(None, Some(b"x"), Some(bad)), "1")),
             "data: x\n\n"
         );
+    }
+
+    #[test]
+    fn payload_mode_names() {
+        assert_eq!(PayloadMode::of(None), PayloadMode::Value, "the default");
+        assert_eq!(PayloadMode::of(Some("value")), PayloadMode::Value);
+        assert_eq!(PayloadMode::of(Some("envelope")), PayloadMode::Envelope);
+        assert_eq!(PayloadMode::NAMES, ["value", "envelope"]);
     }
 
     #[test]

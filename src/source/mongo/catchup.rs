@@ -51,7 +51,7 @@ pub(super) fn stream(
     }))
 }
 
-async fn next(st: &mut State) -> Result<Option<Arc<crate::hub::Event>>, SourceError> {
+async fn next(st: &mut State) -> Result<Option<Arc<crate::bus::Event>>, SourceError> {
     if st.stream.is_none() {
         let start = st.start.take().ok_or(SourceError::WrongKind)?;
         let s = st

@@ -4,7 +4,7 @@ use mongodb::bson::{Bson, Document};
 use mongodb::options::{FullDocumentBeforeChangeType, FullDocumentType};
 use serde::Deserialize;
 
-use crate::config::validate::Problems;
+use crate::problems::Problems;
 
 /// `full_document`: what updates carry as `fullDocument`.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]

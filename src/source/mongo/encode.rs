@@ -5,9 +5,33 @@ use mongodb::bson::{Bson, Document};
 
 use bytes::Bytes;
 
-use crate::config::{EventNameConfig, PayloadMode, Selector};
-use crate::hub::filter::Attrs;
+use crate::bus::{Attrs, Selector};
+use crate::source::EventNameConfig;
 use crate::sse::{self, Frame};
+
+/// What an event's `data:` carries (`payload = "..."` of a MongoDB route).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadMode {
+    /// `change` (default): the whole change event, as relaxed Extended JSON.
+    Change,
+    /// `document`: only the full document (the document key for deletes), with the
+    /// operation as the event name.
+    Document,
+}
+
+impl PayloadMode {
+    /// The names a route may give, default first.
+    pub const NAMES: &'static [&'static str] = &["change", "document"];
+
+    /// The mode a route's `payload` names (`None`: the default; unknown names too, which
+    /// validation reports).
+    pub fn of(name: Option<&str>) -> PayloadMode {
+        match name {
+            Some("document") => PayloadMode::Document,
+            _ => PayloadMode::Change,
+        }
+    }
+}
 
 /// Encodes the changes of one route.
 #[derive(Debug, Clone)]
@@ -84,7 +108,7 @@ impl ChangeEncoder {
                     .unwrap_or(Bson::Null);
                 relaxed_json(body)
             }
-            _ => relaxed_json(Bson::Document(doc.clone())),
+            PayloadMode::Change => relaxed_json(Bson::Document(doc.clone())),
         };
         sse::frame(id, Some(&name), Some(&data))
     }
@@ -94,6 +118,14 @@ impl ChangeEncoder {
 mod tests {
     use super::*;
     use mongodb::bson::{doc, oid::ObjectId, DateTime};
+
+    #[test]
+    fn payload_mode_names() {
+        assert_eq!(PayloadMode::of(None), PayloadMode::Change, "the default");
+        assert_eq!(PayloadMode::of(Some("change")), PayloadMode::Change);
+        assert_eq!(PayloadMode::of(Some("document")), PayloadMode::Document);
+        assert_eq!(PayloadMode::NAMES, ["change", "document"]);
+    }
 
     #[test]
     fn change_and_document_modes() {

@@ -5,33 +5,149 @@
 
 mod catchup;
 mod config;
-mod cursor;
 mod encode;
 mod position;
 mod shared;
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use futures::future::BoxFuture;
 use mongodb::bson::{Document, Timestamp};
 use mongodb::change_stream::event::{ChangeStreamEvent, ResumeToken};
 use mongodb::change_stream::ChangeStream;
 use mongodb::Client;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::{redact_uri, FullDocument, FullDocumentBeforeChange, MongoSourceConfig};
-pub use cursor::MongoCursor;
-pub use encode::ChangeEncoder;
+use encode::{ChangeEncoder, PayloadMode};
 pub use position::MongoToken;
 
-use crate::config::RouteConfig;
-use crate::event_id::EventId;
-use crate::hub::{Cursor, Hub, Position};
+use crate::bus::{Cursor, Hub, Selector};
+use crate::event_id;
 use crate::metrics::{ResumeOutcome, RouteMetrics};
-use crate::source::{ClientStart, Plan, SourceError};
+use crate::position::{downcast, Position};
+use crate::problems::Problems;
+use crate::source::{
+    decode_with, parse_section, Adapter, ClientStart, Plan, RouteOptions, SourceError, SourceSpec,
+    StartPosition,
+};
 use crate::sse;
+
+/// The MongoDB adapter (`type = "mongodb"`).
+pub struct Mongo;
+
+impl Adapter for Mongo {
+    fn name(&self) -> &'static str {
+        "mongodb"
+    }
+
+    fn id_kind(&self) -> u8 {
+        position::KIND
+    }
+
+    fn parse(&self, table: serde_json::Value) -> Result<Box<dyn SourceSpec>, String> {
+        parse_section::<MongoSourceConfig>(table)
+    }
+
+    fn decode(&self, payload: &[u8]) -> Result<Box<dyn Position>, &'static str> {
+        decode_with::<MongoToken>(payload)
+    }
+}
+
+impl SourceSpec for MongoSourceConfig {
+    fn kind(&self) -> &'static str {
+        "mongodb"
+    }
+
+    fn validate(&self, route: &RouteOptions, at: &str, p: &mut Problems) {
+        MongoSourceConfig::validate(self, &format!("{at}.source"), p);
+        if let Some(mode) = &route.payload {
+            if !PayloadMode::NAMES.contains(&mode.as_str()) {
+                p.push(
+                    format!("{at}.payload"),
+                    "must be `change` or `document` for a mongodb source",
+                );
+            }
+        }
+        if route.event_name.header.is_some() {
+            p.push(
+                format!("{at}.event_name.header"),
+                "is for Kafka sources only",
+            );
+        }
+        if route.start != StartPosition::Latest {
+            p.push(
+                format!("{at}.start"),
+                "a mongodb source supports only `latest` (use `?since=` for history)",
+            );
+        }
+    }
+
+    fn supports(&self, selector: &Selector) -> bool {
+        matches!(selector, Selector::Field(_) | Selector::Event)
+    }
+
+    fn describe(&self) -> String {
+        match (&self.database, &self.collection) {
+            (Some(d), Some(c)) => format!("{d}.{c}"),
+            (Some(d), None) => d.clone(),
+            _ => "whole deployment".to_owned(),
+        }
+    }
+
+    fn initial_position(&self) -> Box<dyn Position> {
+        Box::new(MongoToken::default())
+    }
+
+    fn start(
+        &self,
+        route: &RouteOptions,
+        hub: Arc<Hub>,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> Arc<dyn crate::source::Source> {
+        let src = MongoSource::new(route, self.clone(), hub);
+        let runner = src.clone();
+        tracker.spawn(async move { runner.run(cancel).await });
+        Arc::new(Running(src))
+    }
+
+    fn clone_box(&self) -> Box<dyn SourceSpec> {
+        Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// A running MongoDB source, as the facade hands it out.
+struct Running(Arc<MongoSource>);
+
+impl crate::source::Source for Running {
+    fn hub(&self) -> &Arc<Hub> {
+        &self.0.hub
+    }
+
+    fn plan(&self, start: ClientStart) -> BoxFuture<'_, Result<Plan, SourceError>> {
+        Box::pin(self.0.plan(start))
+    }
+
+    fn resync(&self, cursor: Cursor) -> Plan {
+        self.0.attach(cursor)
+    }
+}
+
+/// The token of a route's hub (which only ever holds MongoDB positions).
+fn head_token(hub: &Hub) -> MongoToken {
+    downcast::<MongoToken>(&*hub.head().1)
+        .cloned()
+        .unwrap_or_default()
+}
 
 /// How long the server holds an empty `getMore` (also how often idle tokens advance).
 const MAX_AWAIT: Duration = Duration::from_millis(500);
@@ -50,7 +166,7 @@ pub(crate) enum Start {
 }
 
 /// A running MongoDB source of one route.
-pub struct MongoSource {
+struct MongoSource {
     route: String,
     cfg: MongoSourceConfig,
     encoder: ChangeEncoder,
@@ -77,38 +193,23 @@ fn unresumable(e: &mongodb::error::Error) -> Option<&'static str> {
 
 impl MongoSource {
     /// Build the source of `route` (not yet running).
-    pub fn new(
-        route: &RouteConfig,
-        cfg: MongoSourceConfig,
-        hub: Arc<Hub>,
-        metrics: RouteMetrics,
-    ) -> Arc<MongoSource> {
+    fn new(route: &RouteOptions, cfg: MongoSourceConfig, hub: Arc<Hub>) -> Arc<MongoSource> {
         Arc::new(MongoSource {
             route: route.name.clone(),
             encoder: ChangeEncoder::new(
-                route.payload_mode(),
+                PayloadMode::of(route.payload.as_deref()),
                 route.event_name.clone(),
-                route.selectors(),
+                route.selectors.clone(),
             ),
+            metrics: hub.metrics().clone(),
             cfg,
             hub,
-            metrics,
             client: parking_lot::Mutex::new(None),
         })
     }
 
-    /// The initial position: no token yet.
-    pub fn initial_position() -> Position {
-        Position::Mongo(Bytes::new())
-    }
-
-    /// The route's hub.
-    pub fn hub(&self) -> &Arc<Hub> {
-        &self.hub
-    }
-
     /// Run the shared change stream until `cancel` fires.
-    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+    async fn run(self: Arc<Self>, cancel: CancellationToken) {
         shared::run(self, cancel).await
     }
 
@@ -174,26 +275,25 @@ impl MongoSource {
     }
 
     /// Plan the start of a new client.
-    pub(crate) async fn plan(self: &Arc<Self>, start: ClientStart) -> Result<Plan, SourceError> {
+    async fn plan(self: &Arc<Self>, start: ClientStart) -> Result<Plan, SourceError> {
         match start {
             ClientStart::Default => Ok(self.live_plan(None)),
-            ClientStart::Id(EventId::Mongo(t)) => {
-                let wire = Bytes::from(EventId::Mongo(t.clone()).encode());
-                let plan = self.attach(Cursor::Mongo(MongoCursor::new(wire, false)));
+            ClientStart::Id(asked) => {
+                let t = downcast::<MongoToken>(&*asked).ok_or(SourceError::WrongKind)?;
+                let plan = self.attach(Cursor::new(Box::new(t.clone()), false));
                 if plan.catchup.is_none() {
                     return Ok(plan);
                 }
                 let token = t.to_resume_token().ok_or(SourceError::WrongKind)?;
                 self.catchup_plan(Start::After(token), plan).await
             }
-            ClientStart::Id(_) => Err(SourceError::WrongKind),
             ClientStart::Since(ms) => {
                 let ts = Timestamp {
                     time: (ms / 1000) as u32,
                     increment: 0,
                 };
                 let plan = Plan {
-                    cursor: Cursor::Mongo(MongoCursor::new(Bytes::new(), true)),
+                    cursor: Cursor::new(Box::new(MongoToken::default()), true),
                     next_seq: 0,
                     catchup: None,
                     preamble: Vec::new(),
@@ -208,17 +308,15 @@ impl MongoSource {
 
     /// Join the live stream at the head; `reset` is the reason a resume failed.
     fn live_plan(&self, reset: Option<(&str, String)>) -> Plan {
-        let (seq, head) = self.hub.head();
-        let Position::Mongo(h) = head else {
-            unreachable_position()
-        };
+        let (seq, _) = self.hub.head();
+        let h = head_token(&self.hub);
         let mut preamble = Vec::new();
         let outcome = reset.as_ref().map(|_| ResumeOutcome::Reset);
         if let Some((reason, detail)) = reset {
             let data = json!({ "reason": reason, "route": self.route, "detail": detail, "resumed_from": "now" });
             preamble.push(
                 sse::frame(
-                    &String::from_utf8_lossy(&h),
+                    &event_id::encode(&h),
                     Some("reset"),
                     Some(&data.to_string()),
                 )
@@ -226,7 +324,7 @@ impl MongoSource {
             );
         }
         Plan {
-            cursor: Cursor::Mongo(MongoCursor::new(h, true)),
+            cursor: Cursor::new(Box::new(h), true),
             next_seq: seq,
             catchup: None,
             preamble,
@@ -242,9 +340,7 @@ impl MongoSource {
     ) -> Result<Plan, SourceError> {
         match self.open(start).await {
             Ok(stream) => {
-                if let Cursor::Mongo(c) = &mut plan.cursor {
-                    c.joined = true;
-                }
+                plan.cursor.joined = true;
                 plan.catchup = Some(catchup::stream(self.clone(), Some(stream), None));
                 plan.outcome = Some(ResumeOutcome::Source);
                 Ok(plan)
@@ -258,58 +354,35 @@ impl MongoSource {
 
     /// Attach a cursor to the ring: at the head, after its token in the ring, or (when
     /// the ring does not hold the token) with a catch-up placeholder the caller fills.
-    pub(crate) fn attach(self: &Arc<Self>, cursor: Cursor) -> Plan {
-        let Cursor::Mongo(mut c) = cursor else {
-            unreachable_position()
+    fn attach(self: &Arc<Self>, cursor: Cursor) -> Plan {
+        let Some(c) = downcast::<MongoToken>(&*cursor.position).cloned() else {
+            return self.live_plan(None);
         };
-        let (head_seq, head) = self.hub.head();
-        let Position::Mongo(h) = head else {
-            unreachable_position()
+        let (head_seq, _) = self.hub.head();
+        let h = head_token(&self.hub);
+        let joined = |next_seq| Plan {
+            cursor: Cursor::new(Box::new(c.clone()), true),
+            next_seq,
+            catchup: None,
+            preamble: Vec::new(),
+            outcome: Some(ResumeOutcome::Buffer),
         };
-        if !h.is_empty() && c.last == h {
-            c.joined = true;
-            return Plan {
-                cursor: Cursor::Mongo(c),
-                next_seq: head_seq,
-                catchup: None,
-                preamble: Vec::new(),
-                outcome: Some(ResumeOutcome::Buffer),
-            };
+        if h.is_known() && c == h {
+            return joined(head_seq);
         }
-        if let Some(seq) = self.hub.find_id(&c.last) {
-            c.joined = true;
-            return Plan {
-                cursor: Cursor::Mongo(c),
-                next_seq: seq,
-                catchup: None,
-                preamble: Vec::new(),
-                outcome: Some(ResumeOutcome::Buffer),
-            };
+        if let Some(seq) = self.hub.find_id(event_id::encode(&c).as_bytes()) {
+            return joined(seq);
         }
-        c.joined = false;
-        let token = resume_token_of(&c.last);
+        let token = c.is_known().then(|| c.to_resume_token()).flatten();
         let pending = catchup::stream(self.clone(), None, token.map(Start::After));
         Plan {
-            cursor: Cursor::Mongo(c),
+            cursor: Cursor::new(Box::new(c), false),
             next_seq: head_seq,
             catchup: Some(pending),
             preamble: Vec::new(),
             outcome: Some(ResumeOutcome::Source),
         }
     }
-}
-
-/// The driver's token behind a wire id, if the id is a MongoDB one.
-fn resume_token_of(wire: &[u8]) -> Option<ResumeToken> {
-    match EventId::decode(&String::from_utf8_lossy(wire)).ok()? {
-        EventId::Mongo(t) => t.to_resume_token(),
-        _ => None,
-    }
-}
-
-fn unreachable_position() -> ! {
-    // The hub of a MongoDB route only ever holds MongoDB positions and cursors.
-    panic!("MongoDB route with a non-MongoDB position")
 }
 
 #[cfg(test)]

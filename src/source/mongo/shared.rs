@@ -7,15 +7,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use mongodb::bson::{Bson, Document};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{redact_uri, resume_token_of, unresumable, MongoSource, MongoToken, Start};
-use crate::event_id::EventId;
-use crate::hub::{Event, Origin, Position};
+use super::{head_token, redact_uri, unresumable, MongoSource, MongoToken, Start};
+use crate::bus::Event;
+use crate::event_id;
+use crate::position::{Position, Step};
 use crate::sse;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -23,7 +23,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The hub event of change `doc` (`None` if it has no resume token).
 pub(super) fn event_of(src: &MongoSource, doc: &Document) -> Option<Event> {
     let token = MongoToken::from_document(doc.get_document("_id").ok()?)?;
-    let id = EventId::Mongo(token).encode();
+    let id = event_id::encode(&token);
     let ts = match doc.get("wallTime") {
         Some(Bson::DateTime(d)) => Some(d.timestamp_millis()),
         _ => doc
@@ -35,13 +35,13 @@ pub(super) fn event_of(src: &MongoSource, doc: &Document) -> Option<Event> {
     Some(Event {
         attrs: src.encoder.attrs(doc, &frame),
         frame,
-        origin: Origin::Mongo,
+        step: token.step(),
         timestamp_ms: ts,
     })
 }
 
-fn token_wire(t: &mongodb::change_stream::event::ResumeToken) -> Option<Bytes> {
-    MongoToken::from_resume_token(t).map(|t| Bytes::from(EventId::Mongo(t).encode()))
+fn token_of(t: &mongodb::change_stream::event::ResumeToken) -> Option<MongoToken> {
+    MongoToken::from_resume_token(t)
 }
 
 pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
@@ -51,12 +51,10 @@ pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
     // here rather than from the (later) idle position. Only no-ops lie between the two,
     // so nothing repeats; and if the server lost writes in a crash, resuming from a real
     // change fails loudly (a reset) instead of silently skipping what it writes next.
-    let mut last_change: Option<Bytes> = None;
+    let mut last_change: Option<MongoToken> = None;
     loop {
-        let (_, head) = src.hub.head();
-        let Position::Mongo(h) = head else { return };
-        let from = last_change.clone().unwrap_or(h);
-        let token = resume_token_of(&from);
+        let from = last_change.clone().unwrap_or_else(|| head_token(&src.hub));
+        let token = from.is_known().then(|| from.to_resume_token()).flatten();
         let start = match token {
             Some(t) if start_after_invalidate => Start::AfterEvenInvalidate(t),
             Some(t) => Start::After(t),
@@ -75,20 +73,20 @@ pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
                 match src.open(Start::Now).await {
                     Ok(s) => {
                         let s = s.with_type::<Document>();
-                        let id = s
+                        let token = s
                             .resume_token()
                             .as_ref()
-                            .and_then(token_wire)
+                            .and_then(token_of)
                             .unwrap_or_default();
                         let data =
                             json!({ "reason": reason, "route": src.route, "resumed_from": "now" });
                         src.hub.publish([Event {
                             frame: sse::frame(
-                                &String::from_utf8_lossy(&id),
+                                &event_id::encode(&token),
                                 Some("reset"),
                                 Some(&data.to_string()),
                             ),
-                            origin: Origin::MongoReset,
+                            step: Step::TokenRestart(token.0.clone()),
                             timestamp_ms: None,
                             attrs: None,
                         }]);
@@ -113,10 +111,10 @@ pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
             s.live = true;
             s.last_error = None;
         });
-        if let Some(id) = stream.resume_token().as_ref().and_then(token_wire) {
+        if let Some(token) = stream.resume_token().as_ref().and_then(token_of) {
             src.hub.set_head(|h| {
-                if matches!(h, Position::Mongo(t) if t.is_empty()) {
-                    *h = Position::Mongo(id);
+                if !h.is_known() {
+                    *h = Box::new(token);
                 }
             });
         }
@@ -131,7 +129,9 @@ pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
                     src.metrics.source_records.inc();
                     let invalidate = doc.get_str("operationType") == Ok("invalidate");
                     if let Some(ev) = event_of(&src, &doc) {
-                        last_change = Some(ev.id());
+                        if let Step::Token(t) = &ev.step {
+                            last_change = Some(MongoToken(t.clone()));
+                        }
                         src.hub.publish([ev]);
                     }
                     if invalidate {
@@ -148,13 +148,10 @@ pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         break;
                     }
-                    if let Some(id) = stream.resume_token().as_ref().and_then(token_wire) {
-                        let (_, Position::Mongo(h)) = src.hub.head() else {
-                            return;
-                        };
-                        if h != id {
-                            tracing::trace!(route = %src.route, token = %String::from_utf8_lossy(&id), "idle position");
-                            src.hub.set_head(|p| *p = Position::Mongo(id));
+                    if let Some(token) = stream.resume_token().as_ref().and_then(token_of) {
+                        if head_token(&src.hub) != token {
+                            tracing::trace!(route = %src.route, "idle position");
+                            src.hub.set_head(|p| *p = Box::new(token));
                         }
                     }
                 }

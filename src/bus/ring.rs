@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{Event, Position};
+use super::Event;
+use crate::event_id;
+use crate::position::Position;
 
 /// Result of reading the ring from a sequence number.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,16 +35,16 @@ pub(super) struct Ring {
     events: VecDeque<Arc<Event>>,
     first_seq: u64,
     bytes: usize,
-    base: Position,
-    head: Position,
+    base: Box<dyn Position>,
+    head: Box<dyn Position>,
     head_id: Bytes,
     max_events: usize,
     max_bytes: usize,
 }
 
 impl Ring {
-    pub(super) fn new(initial: Position, max_events: usize, max_bytes: usize) -> Ring {
-        let head_id = Bytes::from(initial.encode());
+    pub(super) fn new(initial: Box<dyn Position>, max_events: usize, max_bytes: usize) -> Ring {
+        let head_id = Bytes::from(event_id::encode(&*initial));
         Ring {
             events: VecDeque::new(),
             first_seq: 0,
@@ -56,19 +58,16 @@ impl Ring {
     }
 
     pub(super) fn push(&mut self, ev: Arc<Event>) {
-        if matches!(
-            ev.origin,
-            super::Origin::KafkaReset { .. } | super::Origin::MongoReset
-        ) {
+        if ev.step.is_reset() {
             // Events before a reset belong to a log that is gone: drop them, so nobody
             // resumes into them; clients still reading them fall out and resume by id.
             self.first_seq += self.events.len() as u64;
             self.events.clear();
             self.bytes = 0;
             self.base = self.head.clone();
-            self.base.advance(&ev);
+            self.base.advance(&ev.step);
         }
-        self.head.advance(&ev);
+        self.head.advance(&ev.step);
         self.head_id = ev.id();
         self.bytes += ev.frame.bytes.len();
         self.events.push_back(ev);
@@ -79,21 +78,21 @@ impl Ring {
                 break;
             };
             self.bytes -= old.frame.bytes.len();
-            self.base.advance(&old);
+            self.base.advance(&old.step);
             self.first_seq += 1;
         }
     }
 
-    pub(super) fn set_head(&mut self, f: impl FnOnce(&mut Position)) {
+    pub(super) fn set_head(&mut self, f: impl FnOnce(&mut Box<dyn Position>)) {
         f(&mut self.head);
         if self.events.is_empty() {
             self.base = self.head.clone();
         } else {
-            // Partitions new to the head start in the base at the same offset, so the
+            // Lanes new to the head start in the base where they are at the head, so the
             // ring covers them from there.
-            self.base = merge_base(self.base.clone(), &self.head);
+            self.base.adopt_new_lanes(&*self.head);
         }
-        self.head_id = Bytes::from(self.head.encode());
+        self.head_id = Bytes::from(event_id::encode(&*self.head));
     }
 
     pub(super) fn read(&self, from: u64, max: usize, out: &mut Vec<Arc<Event>>) -> Read {
@@ -119,7 +118,7 @@ impl Ring {
 
     /// Sequence *after* the event whose id is `id` (where a client that has it reads on).
     pub(super) fn find_id(&self, id: &[u8]) -> Option<u64> {
-        if !id.is_empty() && self.base.encode().as_bytes() == id {
+        if !id.is_empty() && event_id::encode(&*self.base).as_bytes() == id {
             return Some(self.first_seq);
         }
         self.events
@@ -134,11 +133,11 @@ impl Ring {
     pub(super) fn first_seq(&self) -> u64 {
         self.first_seq
     }
-    pub(super) fn base(&self) -> &Position {
-        &self.base
+    pub(super) fn base(&self) -> &dyn Position {
+        &*self.base
     }
-    pub(super) fn head(&self) -> &Position {
-        &self.head
+    pub(super) fn head(&self) -> &dyn Position {
+        &*self.head
     }
     pub(super) fn len(&self) -> usize {
         self.events.len()
@@ -148,40 +147,58 @@ impl Ring {
     }
 }
 
-/// The old base, with partitions it did not know taken from `head`.
-fn merge_base(old: Position, head: &Position) -> Position {
-    match (old, head) {
-        (Position::Mongo(b), _) => Position::Mongo(b),
-        (Position::Kafka(mut b), Position::Kafka(h)) => {
-            for (ti, (_, offsets)) in h.topics().iter().enumerate() {
-                for (p, &o) in offsets.iter().enumerate() {
-                    let p = p as i32;
-                    if b.get(ti, p) == crate::source::kafka::UNKNOWN {
-                        b.set(ti, p, o);
-                    }
-                }
-            }
-            Position::Kafka(b)
-        }
-        (b @ Position::Kafka(_), Position::Mongo(_)) => b,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::Origin;
-    use crate::source::kafka::KafkaPosition;
+    use crate::position::{downcast, Accept, Lane, Step};
+    use std::any::Any;
+
+    /// The test's own position: next offset per partition of one stream.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Offsets(Vec<i64>);
+
+    impl Position for Offsets {
+        fn kind(&self) -> u8 {
+            b't'
+        }
+        fn write_binary(&self, out: &mut Vec<u8>) {
+            for o in &self.0 {
+                out.extend_from_slice(&o.to_be_bytes());
+            }
+        }
+        fn advance(&mut self, step: &Step) {
+            if let Step::Record { lane, offset } = step {
+                self.0[lane.partition as usize] = offset + 1;
+            }
+        }
+        fn accept(&mut self, _: &Step, _: bool) -> Accept {
+            Accept::Skip
+        }
+        fn same(&self, other: &dyn Position) -> bool {
+            downcast::<Offsets>(other) == Some(self)
+        }
+        fn clone_box(&self) -> Box<dyn Position> {
+            Box::new(self.clone())
+        }
+        fn as_any(&self) -> &dyn Any {
+            self
+        }
+        fn as_any_mut(&mut self) -> &mut dyn Any {
+            self
+        }
+    }
 
     fn ev(partition: i32, offset: i64, size: usize) -> Arc<Event> {
-        let mut head = KafkaPosition::for_topics(&["t".into()]);
-        head.set(0, partition, offset + 1);
-        let id = Position::Kafka(head).encode();
+        let mut head = Offsets(vec![0, 0]);
+        head.0[partition as usize] = offset + 1;
+        let id = event_id::encode(&head);
         Arc::new(Event {
             frame: crate::sse::frame(&id, None, Some(&"x".repeat(size))),
-            origin: Origin::Kafka {
-                topic: 0,
-                partition,
+            step: Step::Record {
+                lane: Lane {
+                    stream: 0,
+                    partition,
+                },
                 offset,
             },
             timestamp_ms: None,
@@ -189,8 +206,12 @@ mod tests {
         })
     }
 
-    fn start() -> Position {
-        Position::Kafka(KafkaPosition::from_topics(vec![("t".into(), vec![0, 0])]))
+    fn start() -> Box<dyn Position> {
+        Box::new(Offsets(vec![0, 0]))
+    }
+
+    fn offsets(p: &dyn Position) -> Vec<i64> {
+        downcast::<Offsets>(p).unwrap().0.clone()
     }
 
     #[test]
@@ -201,14 +222,8 @@ mod tests {
         r.push(ev(0, 1, 1));
         assert_eq!(r.first_seq(), 1);
         assert_eq!(r.head_seq(), 3);
-        assert_eq!(
-            r.base(),
-            &Position::Kafka(KafkaPosition::from_topics(vec![("t".into(), vec![1, 0])]))
-        );
-        assert_eq!(
-            r.head(),
-            &Position::Kafka(KafkaPosition::from_topics(vec![("t".into(), vec![2, 1])]))
-        );
+        assert_eq!(offsets(r.base()), vec![1, 0]);
+        assert_eq!(offsets(r.head()), vec![2, 1]);
         let mut out = Vec::new();
         assert_eq!(r.read(0, 10, &mut out), Read::Lagged { first: 1 });
         assert_eq!(r.read(1, 10, &mut out), Read::Events { next: 3, head: 3 });
@@ -235,5 +250,16 @@ mod tests {
             Read::Empty { head_id } => assert_eq!(head_id, e.id()),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn finds_events_and_the_base_by_id() {
+        let mut r = Ring::new(start(), 10, 1 << 20);
+        let e = ev(0, 0, 1);
+        r.push(e.clone());
+        assert_eq!(r.find_id(&e.id()), Some(1));
+        let base_id = event_id::encode(&Offsets(vec![0, 0]));
+        assert_eq!(r.find_id(base_id.as_bytes()), Some(0));
+        assert_eq!(r.find_id(b"nope"), None);
     }
 }

@@ -1,7 +1,8 @@
 //! The internal bus of one route: a bounded ring of encoded events that is both the live
 //! fan-out (clients hold a sequence cursor into it and are woken when it grows) and the
 //! replay buffer (a reconnecting client whose position the ring still covers resumes from
-//! memory). Each event's frame is encoded once and shared by every client.
+//! memory). Each event's frame is encoded once and shared by every client. The bus knows
+//! no source: positions are [`Position`] values it moves by each event's [`Step`].
 
 mod clients;
 pub mod filter;
@@ -14,51 +15,22 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
+use crate::event_id;
 use crate::metrics::RouteMetrics;
-use crate::source::kafka::{KafkaCursor, KafkaPosition};
-use crate::source::mongo::MongoCursor;
-use crate::sse::Frame;
+use crate::position::{Accept, Position, Step};
+use crate::sse::{self, Frame};
 pub use clients::{ClientGuard, Clients};
-pub use filter::{Attrs, ClientFilter};
+pub use filter::{Attrs, ClientFilter, Selector};
 pub use ring::Read;
 use ring::Ring;
-
-/// Where an event came from, in the terms of its source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// A Kafka record (`topic` is the index of the topic in the route's list).
-    Kafka {
-        /// Index of the topic in the route's topic list.
-        topic: u16,
-        /// Partition.
-        partition: i32,
-        /// Offset of the record.
-        offset: i64,
-    },
-    /// A Kafka partition whose log went backwards (topic recreated): positions of
-    /// `partition` restart at `next`.
-    KafkaReset {
-        /// Index of the topic in the route's topic list.
-        topic: u16,
-        /// Partition.
-        partition: i32,
-        /// Offset the partition continues from.
-        next: i64,
-    },
-    /// A MongoDB change; its id (the frame's) is its resume token.
-    Mongo,
-    /// The MongoDB stream could not resume and restarted from the present; the frame is
-    /// the `event: reset` clients get.
-    MongoReset,
-}
 
 /// One encoded event.
 #[derive(Debug)]
 pub struct Event {
     /// The frame, with the route position after this event as its id.
     pub frame: Frame,
-    /// Where it came from.
-    pub origin: Origin,
+    /// How the event moved its route's position.
+    pub step: Step,
     /// Source timestamp (ms since the epoch), for the delivery latency histogram.
     pub timestamp_ms: Option<i64>,
     /// What the route's filters compare (only on routes that filter).
@@ -74,72 +46,14 @@ impl Event {
     }
 }
 
-/// A route's position, by source kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Position {
-    /// Kafka offsets.
-    Kafka(KafkaPosition),
-    /// A MongoDB resume token, as its wire id (empty before the first one is known).
-    Mongo(Bytes),
-}
-
-impl Position {
-    /// Move past `ev`.
-    pub fn advance(&mut self, ev: &Event) {
-        if let Position::Mongo(t) = self {
-            *t = ev.id();
-            return;
-        }
-        self.advance_origin(&ev.origin);
-    }
-
-    fn advance_origin(&mut self, origin: &Origin) {
-        match (self, origin) {
-            (
-                Position::Kafka(p),
-                Origin::Kafka {
-                    topic,
-                    partition,
-                    offset,
-                },
-            ) => p.set(usize::from(*topic), *partition, offset + 1),
-            (
-                Position::Kafka(p),
-                Origin::KafkaReset {
-                    topic,
-                    partition,
-                    next,
-                },
-            ) => p.set(usize::from(*topic), *partition, *next),
-            _ => {}
-        }
-    }
-
-    /// The Kafka offsets of a Kafka route's position (empty for any other kind, which a
-    /// Kafka route never holds).
-    pub fn into_kafka(self) -> KafkaPosition {
-        match self {
-            Position::Kafka(p) => p,
-            Position::Mongo(_) => KafkaPosition::default(),
-        }
-    }
-
-    /// The wire id of this position.
-    pub fn encode(&self) -> String {
-        match self {
-            Position::Kafka(p) => crate::event_id::encode_kafka(p),
-            Position::Mongo(t) => String::from_utf8_lossy(t).into_owned(),
-        }
-    }
-}
-
-/// A client's own position and whether it equals the route's (so shared frames fit).
+/// A client's own position, and whether it has joined the route's (from then on the
+/// route's shared frames, whose ids are the route's position, fit it).
 #[derive(Debug, Clone)]
-pub enum Cursor {
-    /// Kafka offsets.
-    Kafka(KafkaCursor),
-    /// A MongoDB resume token.
-    Mongo(MongoCursor),
+pub struct Cursor {
+    /// Where the client is.
+    pub position: Box<dyn Position>,
+    /// At the route's position.
+    pub joined: bool,
 }
 
 /// What a client does with an event.
@@ -154,55 +68,49 @@ pub enum Verdict {
 }
 
 impl Cursor {
+    /// A cursor at `position`.
+    pub fn new(position: Box<dyn Position>, joined: bool) -> Cursor {
+        Cursor { position, joined }
+    }
+
     /// Decide about `ev` and move past it.
     pub fn accept(&mut self, ev: &Event) -> Verdict {
-        match self {
-            Cursor::Kafka(c) => c.accept(&ev.origin),
-            Cursor::Mongo(c) => c.accept(ev),
+        match self.position.accept(&ev.step, self.joined) {
+            Accept::Skip => Verdict::Skip,
+            Accept::Join => {
+                self.joined = true;
+                Verdict::Skip
+            }
+            Accept::TakeAndJoin => {
+                self.joined = true;
+                Verdict::Shared
+            }
+            Accept::Take if self.joined => Verdict::Shared,
+            Accept::Take => Verdict::Custom(sse::id_line(&self.encode())),
         }
     }
 
     /// True once the client's position equals the route's.
     pub fn synced(&self) -> bool {
-        match self {
-            Cursor::Kafka(c) => c.synced,
-            Cursor::Mongo(c) => c.joined,
-        }
+        self.joined
     }
 
-    /// Mark synced when `head` equals the client's position; returns the new state.
-    pub fn try_sync(&mut self, head: &Position) -> bool {
-        match (self, head) {
-            (Cursor::Kafka(c), Position::Kafka(h)) => {
-                if !c.synced && c.position == *h {
-                    c.synced = true;
-                }
-                c.synced
-            }
-            (Cursor::Mongo(c), Position::Mongo(h)) => {
-                if !c.joined && !h.is_empty() && c.last == *h {
-                    c.joined = true;
-                }
-                c.joined
-            }
-            _ => false,
+    /// Mark joined when `head` equals the client's position; returns the new state.
+    pub fn try_sync(&mut self, head: &dyn Position) -> bool {
+        if !self.joined && self.position.is_known() && self.position.same(head) {
+            self.joined = true;
         }
+        self.joined
     }
 
     /// Forget synchrony (after a resync).
     pub fn unsync(&mut self) {
-        match self {
-            Cursor::Kafka(c) => c.synced = false,
-            Cursor::Mongo(c) => c.joined = false,
-        }
+        self.joined = false;
     }
 
     /// The client's position as a wire id.
     pub fn encode(&self) -> String {
-        match self {
-            Cursor::Kafka(c) => crate::event_id::encode_kafka(&c.position),
-            Cursor::Mongo(c) => String::from_utf8_lossy(&c.last).into_owned(),
-        }
+        event_id::encode(&*self.position)
     }
 }
 
@@ -236,7 +144,7 @@ pub struct Hub {
 impl Hub {
     /// A hub whose ring holds at most `max_events` events and `max_bytes` bytes.
     pub fn new(
-        initial: Position,
+        initial: Box<dyn Position>,
         max_events: usize,
         max_bytes: usize,
         metrics: RouteMetrics,
@@ -265,7 +173,7 @@ impl Hub {
     }
 
     /// Change the head position without an event (start-up, new partitions).
-    pub fn set_head(&self, f: impl FnOnce(&mut Position)) {
+    pub fn set_head(&self, f: impl FnOnce(&mut Box<dyn Position>)) {
         self.ring.write().set_head(f);
     }
 
@@ -275,13 +183,13 @@ impl Hub {
     }
 
     /// The ring's window: `(first_seq, base position, head_seq, head position)`.
-    pub fn window(&self) -> (u64, Position, u64, Position) {
+    pub fn window(&self) -> (u64, Box<dyn Position>, u64, Box<dyn Position>) {
         let r = self.ring.read();
         (
             r.first_seq(),
-            r.base().clone(),
+            r.base().clone_box(),
             r.head_seq(),
-            r.head().clone(),
+            r.head().clone_box(),
         )
     }
 
@@ -292,9 +200,9 @@ impl Hub {
     }
 
     /// Current head sequence and position.
-    pub fn head(&self) -> (u64, Position) {
+    pub fn head(&self) -> (u64, Box<dyn Position>) {
         let r = self.ring.read();
-        (r.head_seq(), r.head().clone())
+        (r.head_seq(), r.head().clone_box())
     }
 
     /// Sync `cursor` with the head if their positions are equal.

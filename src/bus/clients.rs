@@ -76,13 +76,9 @@ impl Clients {
     }
 
     /// Number of registered clients.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.slots.lock().len()
-    }
-
-    /// True when no client is registered.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

@@ -5,10 +5,64 @@
 //! what a client sees. Resets always pass: every client must learn of them.
 
 use bytes::Bytes;
+use serde::Deserialize;
 
-use super::{Event, Origin};
-use crate::config::Selector;
+use super::Event;
 use crate::sse::Frame;
+
+/// What part of an event a filter compares, written `key`, `header:NAME`, `event` or
+/// `field:PATH` (a dotted path into a MongoDB change event, e.g. `fullDocument.owner`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Selector {
+    /// Kafka record key.
+    Key,
+    /// Kafka record header, by name.
+    Header(String),
+    /// The SSE event name.
+    Event,
+    /// MongoDB change event field, by dotted path.
+    Field(String),
+}
+
+impl Selector {
+    /// Parse `key`, `header:NAME`, `event` or `field:PATH`.
+    pub fn parse(s: &str) -> Result<Selector, String> {
+        let ok_name = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 128
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        match s.split_once(':') {
+            None if s == "key" => Ok(Selector::Key),
+            None if s == "event" => Ok(Selector::Event),
+            Some(("header", n)) if ok_name(n) => Ok(Selector::Header(n.to_owned())),
+            Some(("field", p)) if ok_name(p) && !p.starts_with('.') && !p.ends_with('.') => {
+                Ok(Selector::Field(p.to_owned()))
+            }
+            _ => Err(format!(
+                "`{s}`: expected `key`, `header:NAME`, `event` or `field:PATH` (letters, digits, `-`, `_`, `.`)"
+            )),
+        }
+    }
+
+    /// The text form (also the query parameter a client narrows by).
+    pub fn name(&self) -> String {
+        match self {
+            Selector::Key => "key".into(),
+            Selector::Event => "event".into(),
+            Selector::Header(h) => format!("header:{h}"),
+            Selector::Field(p) => format!("field:{p}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Selector {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Selector, D::Error> {
+        let s = String::deserialize(d)?;
+        Selector::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
 
 /// The values of the route's selectors for one event, in the route's selector order.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -56,9 +110,7 @@ impl ClientFilter {
 
     /// Does `ev` pass?
     pub fn matches(&self, ev: &Event) -> bool {
-        if self.conds.is_empty()
-            || matches!(ev.origin, Origin::KafkaReset { .. } | Origin::MongoReset)
-        {
+        if self.conds.is_empty() || ev.step.is_reset() {
             return true;
         }
         let Some(attrs) = &ev.attrs else {
@@ -81,21 +133,25 @@ pub fn frame_event_name(frame: &Frame) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::position::{Lane, Step};
     use crate::sse;
 
-    fn ev(origin: Origin, attrs: Option<Vec<Option<&'static str>>>) -> Event {
+    fn ev(step: Step, attrs: Option<Vec<Option<&'static str>>>) -> Event {
         Event {
             frame: sse::frame("i", Some("order"), Some("{}")),
-            origin,
+            step,
             timestamp_ms: None,
             attrs: attrs
                 .map(|v| Box::new(Attrs(v.into_iter().map(|x| x.map(Bytes::from)).collect()))),
         }
     }
 
-    const REC: Origin = Origin::Kafka {
-        topic: 0,
+    const LANE: Lane = Lane {
+        stream: 0,
         partition: 0,
+    };
+    const REC: Step = Step::Record {
+        lane: LANE,
         offset: 1,
     };
 
@@ -111,9 +167,8 @@ mod tests {
         f.require(1, Bytes::from("eu"));
         assert!(!f.matches(&ev(REC, Some(vec![Some("alice"), Some("us")]))));
         assert!(f.matches(&ev(REC, Some(vec![Some("alice"), Some("eu")]))));
-        let reset = Origin::KafkaReset {
-            topic: 0,
-            partition: 0,
+        let reset = Step::Restart {
+            lane: LANE,
             next: 0,
         };
         assert!(f.matches(&ev(reset, None)), "resets reach everyone");

@@ -1,0 +1,207 @@
+//! The stream path: every request that opens a stream — one route's, or each route of a
+//! multiplexed one — is checked and planned here, whatever listener or HTTP version it
+//! came with: draining, admission (auth, limits, filters), the start position from
+//! `Last-Event-ID` / `?lastEventId=` / `?since=`, the source's readiness, and the plan.
+
+use http::{HeaderMap, StatusCode};
+use tokio_util::sync::CancellationToken;
+use warp::reply::Response;
+
+use super::errors::{json_error, unavailable};
+use super::stream::{ClientStream, StreamSettings};
+use super::{App, RouteEntry};
+use crate::metrics::ResumeOutcome;
+use crate::source::{self, ClientStart, SourceError};
+
+/// Longest query string accepted.
+const MAX_QUERY: usize = 8 * 1024;
+
+/// Check and plan a GET on `route`: the client's stream, or the error response.
+pub(crate) async fn open_stream(
+    app: &App,
+    route: &RouteEntry,
+    headers: &HeaderMap,
+    query: &str,
+    kill: CancellationToken,
+    peer: std::net::SocketAddr,
+) -> Result<ClientStream, Box<Response>> {
+    if app.draining.is_cancelled() {
+        return Err(Box::new(unavailable(
+            "draining",
+            "this instance is shutting down; reconnect",
+            1,
+        )));
+    }
+    let extras = super::access::admit(app, route, headers, query, peer)?;
+    let start = match start_of(headers, query) {
+        Ok(s) => s,
+        Err(resp) => {
+            route
+                .source
+                .hub()
+                .metrics()
+                .resumed(ResumeOutcome::Malformed);
+            return Err(resp);
+        }
+    };
+    let hub = route.source.hub();
+    if !hub.wait_ready(app.server.source_wait).await {
+        let err = hub.state().last_error.unwrap_or_else(|| "starting".into());
+        return Err(Box::new(unavailable(
+            "source_unavailable",
+            format!("route `{}` source is not ready: {err}", route.name),
+            2,
+        )));
+    }
+    let plan = match route.source.plan(start).await {
+        Ok(p) => p,
+        Err(SourceError::WrongKind) => {
+            hub.metrics().resumed(ResumeOutcome::Malformed);
+            return Err(Box::new(json_error(
+                StatusCode::BAD_REQUEST,
+                "malformed_event_id",
+                "event id does not belong to this route's source",
+            )));
+        }
+        Err(e) => {
+            return Err(Box::new(unavailable(
+                "source_unavailable",
+                e.to_string(),
+                2,
+            )))
+        }
+    };
+    let settings = StreamSettings {
+        heartbeat: app.server.heartbeat_interval,
+        retry: app.server.retry,
+        max_lag: route.max_lag,
+    };
+    let stream = ClientStream::new(
+        route.source.clone(),
+        plan,
+        settings,
+        route.streams.clone(),
+        kill,
+        extras,
+    );
+    Ok(stream)
+}
+
+/// The client's start: `Last-Event-ID` header first (a browser's reconnect), then
+/// `?lastEventId=`, then `?since=`.
+fn start_of(headers: &HeaderMap, query: &str) -> Result<ClientStart, Box<Response>> {
+    let bad = |code: &str, msg: String| Box::new(json_error(StatusCode::BAD_REQUEST, code, msg));
+    if query.len() > MAX_QUERY {
+        return Err(bad(
+            "query_too_long",
+            format!("query string longer than {MAX_QUERY} bytes"),
+        ));
+    }
+    let mut id: Option<String> = None;
+    let mut since: Option<String> = None;
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match k.as_ref() {
+            "lastEventId" => id = Some(v.into_owned()),
+            "since" => since = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    if let Some(id) = last_id(headers, id)? {
+        return source::decode_id(&id)
+            .map(ClientStart::Id)
+            .map_err(|e| bad("malformed_event_id", e.to_string()));
+    }
+    if let Some(s) = since {
+        return parse_since(&s).map(ClientStart::Since).ok_or_else(|| {
+            bad(
+                "malformed_since",
+                "`since` must be RFC 3339 or milliseconds since the epoch".into(),
+            )
+        });
+    }
+    Ok(ClientStart::Default)
+}
+
+/// The id a client resumes from: its `Last-Event-ID` header (what a browser sends when
+/// it reconnects), else `?lastEventId=` (`from_query`); trimmed; `None` when blank.
+pub(crate) fn last_id(
+    headers: &HeaderMap,
+    from_query: Option<String>,
+) -> Result<Option<String>, Box<Response>> {
+    let id = match headers.get("last-event-id") {
+        Some(h) => Some(
+            h.to_str()
+                .map_err(|_| {
+                    Box::new(json_error(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_event_id",
+                        "Last-Event-ID is not ASCII",
+                    ))
+                })?
+                .to_owned(),
+        ),
+        None => from_query,
+    };
+    Ok(id.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()))
+}
+
+/// RFC 3339 or epoch milliseconds.
+pub(crate) fn parse_since(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(ms) = s.parse::<i64>() {
+        return (ms >= 0).then_some(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_millis())
+        .filter(|ms| *ms >= 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    #[test]
+    fn since_forms() {
+        assert_eq!(parse_since("1700000000000"), Some(1_700_000_000_000));
+        assert_eq!(parse_since("2023-11-14T22:13:20Z"), Some(1_700_000_000_000));
+        assert_eq!(
+            parse_since("2023-11-14T23:13:20+01:00"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(parse_since("yesterday"), None);
+        assert_eq!(parse_since("-5"), None);
+    }
+
+    #[test]
+    fn header_wins_over_query() {
+        let wire = "AWsBAXQBBg"; // a Kafka id: topic `t`, partition 0 at 3
+        let id = source::decode_id(wire).unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("last-event-id", HeaderValue::from_static(wire));
+        assert_eq!(
+            start_of(&h, "lastEventId=garbage&since=5").unwrap(),
+            ClientStart::Id(id)
+        );
+        assert!(start_of(&HeaderMap::new(), "lastEventId=%21%21").is_err());
+        assert_eq!(
+            start_of(&HeaderMap::new(), "since=5").unwrap(),
+            ClientStart::Since(5)
+        );
+        assert_eq!(
+            start_of(&HeaderMap::new(), "").unwrap(),
+            ClientStart::Default
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn query_parser_never_panics(q in ".{0,300}", h in "[ -~]{0,100}") {
+            let mut headers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&h) { headers.insert("last-event-id", v); }
+            let _ = start_of(&headers, &q);
+        }
+    }
+}
