@@ -50,8 +50,9 @@ pub enum IdError {
     /// Empty or unknown version byte.
     #[error("event id has unsupported version {0}")]
     Version(u8),
-    /// Unknown source kind.
-    #[error("event id is of an unknown kind")]
+    /// Not of the kind the route reads (another source's, a composite id on a single
+    /// route, or no kind at all).
+    #[error("event id is not of this route's kind")]
     Kind,
     /// Payload malformed.
     #[error("event id payload is malformed: {0}")]

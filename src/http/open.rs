@@ -10,8 +10,9 @@ use warp::reply::Response;
 use super::errors::{json_error, unavailable};
 use super::stream::{ClientStream, StreamSettings};
 use super::{App, RouteEntry};
+use crate::event_id::{self, RawId};
 use crate::metrics::ResumeOutcome;
-use crate::source::{self, ClientStart, SourceError};
+use crate::source::{ClientStart, Source, SourceError};
 
 /// Longest query string accepted.
 const MAX_QUERY: usize = 8 * 1024;
@@ -33,7 +34,7 @@ pub(crate) async fn open_stream(
         )));
     }
     let extras = super::access::admit(app, route, headers, query, peer)?;
-    let start = match start_of(headers, query) {
+    let start = match start_of(headers, query).and_then(|asked| read(asked, &*route.source)) {
         Ok(s) => s,
         Err(resp) => {
             route
@@ -87,9 +88,32 @@ pub(crate) async fn open_stream(
     Ok(stream)
 }
 
+/// Where a client asked to start, its id's envelope checked.
+#[derive(Debug, PartialEq, Eq)]
+enum Asked {
+    Default,
+    Id(RawId),
+    Since(i64),
+}
+
+/// The client's start, its id read by the route's source.
+fn read(asked: Asked, source: &dyn Source) -> Result<ClientStart, Box<Response>> {
+    Ok(match asked {
+        Asked::Default => ClientStart::Default,
+        Asked::Since(ms) => ClientStart::Since(ms),
+        Asked::Id(raw) => ClientStart::Id(source.position(&raw).map_err(|e| {
+            Box::new(json_error(
+                StatusCode::BAD_REQUEST,
+                "malformed_event_id",
+                e.to_string(),
+            ))
+        })?),
+    })
+}
+
 /// The client's start: `Last-Event-ID` header first (a browser's reconnect), then
 /// `?lastEventId=`, then `?since=`.
-fn start_of(headers: &HeaderMap, query: &str) -> Result<ClientStart, Box<Response>> {
+fn start_of(headers: &HeaderMap, query: &str) -> Result<Asked, Box<Response>> {
     let bad = |code: &str, msg: String| Box::new(json_error(StatusCode::BAD_REQUEST, code, msg));
     if query.len() > MAX_QUERY {
         return Err(bad(
@@ -107,19 +131,19 @@ fn start_of(headers: &HeaderMap, query: &str) -> Result<ClientStart, Box<Respons
         }
     }
     if let Some(id) = last_id(headers, id)? {
-        return source::decode_id(&id)
-            .map(ClientStart::Id)
+        return event_id::decode(&id)
+            .map(Asked::Id)
             .map_err(|e| bad("malformed_event_id", e.to_string()));
     }
     if let Some(s) = since {
-        return parse_since(&s).map(ClientStart::Since).ok_or_else(|| {
+        return parse_since(&s).map(Asked::Since).ok_or_else(|| {
             bad(
                 "malformed_since",
                 "`since` must be RFC 3339 or milliseconds since the epoch".into(),
             )
         });
     }
-    Ok(ClientStart::Default)
+    Ok(Asked::Default)
 }
 
 /// The id a client resumes from: its `Last-Event-ID` header (what a browser sends when
@@ -178,22 +202,16 @@ mod tests {
     #[test]
     fn header_wins_over_query() {
         let wire = "AWsBAXQBBg"; // a Kafka id: topic `t`, partition 0 at 3
-        let id = source::decode_id(wire).unwrap();
+        let id = Asked::Id(event_id::decode(wire).unwrap());
         let mut h = HeaderMap::new();
         h.insert("last-event-id", HeaderValue::from_static(wire));
-        assert_eq!(
-            start_of(&h, "lastEventId=garbage&since=5").unwrap(),
-            ClientStart::Id(id)
-        );
+        assert_eq!(start_of(&h, "lastEventId=garbage&since=5").unwrap(), id);
         assert!(start_of(&HeaderMap::new(), "lastEventId=%21%21").is_err());
         assert_eq!(
             start_of(&HeaderMap::new(), "since=5").unwrap(),
-            ClientStart::Since(5)
+            Asked::Since(5)
         );
-        assert_eq!(
-            start_of(&HeaderMap::new(), "").unwrap(),
-            ClientStart::Default
-        );
+        assert_eq!(start_of(&HeaderMap::new(), "").unwrap(), Asked::Default);
     }
 
     proptest! {

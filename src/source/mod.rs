@@ -3,17 +3,16 @@
 //! An adapter is one folder (`kafka/`, `mongo/`) owning its config section and its
 //! validation, its position type (a [`Position`]), its shared reader, its catch-up, its
 //! client planning and how the console describes it. The rest of the crate sees only
-//! this facade: [`SourceConfig`] (a route's parsed `source` table), [`Source`] (a
-//! running source: plans client starts) and [`decode_id`] (an id's position, by kind).
+//! this facade: [`SourceConfig`] (a route's parsed `source` table) and [`Source`] (a
+//! running source: reads a client's id, plans its start).
 //!
 //! Adding a source:
 //! 1. Create `src/source/<name>/` with a position type implementing
 //!    [`Position`] and [`crate::position::Decode`] (a kind byte of its own), a config
 //!    struct implementing [`SourceSpec`] (validation, the selectors it supports, its
 //!    console description, `start`), a running source implementing [`Source`]
-//!    (`plan`, `resync`), and a unit value implementing [`Adapter`] (its `type` name and
-//!    kind byte; [`Adapter::parse`] and [`Adapter::decode`] are usually one line each,
-//!    with [`parse_section`] and [`decode_with`]).
+//!    (`position`, `plan`, `resync`), and a unit value implementing [`Adapter`] (its
+//!    `type` name and kind byte; [`Adapter::parse`] is one line with [`parse_section`]).
 //! 2. Declare the module below and add the unit value to [`ADAPTERS`].
 //!
 //! Nothing else changes: the bus moves positions by their [`crate::position::Step`]s,
@@ -40,7 +39,7 @@ use tokio_util::task::TaskTracker;
 pub use route::{EventNameConfig, ReplayConfig, RouteOptions, StartPosition};
 
 use crate::bus::{Cursor, Event, Hub, Selector};
-use crate::event_id::{self, IdError};
+use crate::event_id::{IdError, RawId};
 use crate::metrics::ResumeOutcome;
 use crate::position::{Decode, Position};
 use crate::problems::Problems;
@@ -56,8 +55,6 @@ pub trait Adapter: Sync {
     fn id_kind(&self) -> u8;
     /// Parse a route's `source` table (without `type`).
     fn parse(&self, table: serde_json::Value) -> Result<Box<dyn SourceSpec>, String>;
-    /// Read a position of this adapter from an id's payload.
-    fn decode(&self, payload: &[u8]) -> Result<Box<dyn Position>, &'static str>;
 }
 
 /// A route's `source` section, typed by its adapter.
@@ -91,6 +88,8 @@ pub trait SourceSpec: fmt::Debug + Send + Sync {
 pub trait Source: Send + Sync {
     /// The route's bus.
     fn hub(&self) -> &Arc<Hub>;
+    /// The position a client's id holds, if the id is one of this source's.
+    fn position(&self, id: &RawId) -> Result<Box<dyn Position>, IdError>;
     /// Plan the start of a new client.
     fn plan(&self, start: ClientStart) -> BoxFuture<'_, Result<Plan, SourceError>>;
     /// Re-plan a client that fell out of the ring before it ever caught up, or whose
@@ -159,19 +158,9 @@ pub fn parse_section<T: SourceSpec + DeserializeOwned + 'static>(
         .map_err(|e| e.to_string())
 }
 
-/// Read a position of type `P` from an id's payload (for [`Adapter::decode`]).
-pub fn decode_with<P: Decode>(payload: &[u8]) -> Result<Box<dyn Position>, &'static str> {
-    P::read_binary(payload).map(|p| Box::new(p) as Box<dyn Position>)
-}
-
-/// The position a single route's id holds, read by the adapter its kind byte names.
-pub fn decode_id(id: &str) -> Result<Box<dyn Position>, IdError> {
-    let raw = event_id::decode(id)?;
-    let adapter = ADAPTERS
-        .iter()
-        .find(|a| a.id_kind() == raw.kind)
-        .ok_or(IdError::Kind)?;
-    adapter.decode(&raw.payload).map_err(IdError::Payload)
+/// The position of type `P` an id holds (for [`Source::position`]).
+pub fn position_of<P: Decode>(id: &RawId) -> Result<Box<dyn Position>, IdError> {
+    id.parse::<P>().map(|p| Box::new(p) as Box<dyn Position>)
 }
 
 /// Where a new client asked to start.
@@ -233,4 +222,44 @@ pub fn start(
     cancel: CancellationToken,
 ) -> Arc<dyn Source> {
     source.start(route, hub, tracker, cancel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adapters_have_distinct_names_and_id_kinds() {
+        let mut names: Vec<&str> = ADAPTERS.iter().map(|a| a.name()).collect();
+        let mut kinds: Vec<u8> = ADAPTERS.iter().map(|a| a.id_kind()).collect();
+        names.sort_unstable();
+        names.dedup();
+        kinds.sort_unstable();
+        kinds.dedup();
+        assert_eq!(names.len(), ADAPTERS.len(), "a `type` names one adapter");
+        assert_eq!(
+            kinds.len(),
+            ADAPTERS.len(),
+            "an id's kind names one adapter"
+        );
+        assert!(
+            !kinds.contains(&b'x'),
+            "`x` is the kind of composite (multiplexed) ids"
+        );
+    }
+
+    #[test]
+    fn unknown_source_types_name_the_known_ones() {
+        let e = serde_json::from_value::<SourceConfig>(serde_json::json!({ "type": "pulsar" }))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`pulsar`") && e.contains("kafka") && e.contains("mongodb"),
+            "{e}"
+        );
+        let e = serde_json::from_value::<SourceConfig>(serde_json::json!({ "topics": [] }))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("type"), "{e}");
+    }
 }

@@ -128,6 +128,9 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
     let mut refresh = tokio::time::interval(REFRESH);
     refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warm_check = tokio::time::interval(WARMUP_CHECK);
+    // The route's head position: only this task moves it, so it is kept here rather than
+    // read back from the hub for every record.
+    let mut pos = kafka(&*src.hub.head().1);
     let mut topics = TopicWatch::default();
     loop {
         tokio::select! {
@@ -147,9 +150,13 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
                     src.hub.set_state(|s| s.live = true);
                 }
             }
-            _ = refresh.tick() => refresh_metadata(src, &consumer, &mut parts, &mut topics).await?,
+            _ = refresh.tick() => {
+                refresh_metadata(src, &consumer, &mut parts, &mut topics).await?;
+                // The refresh may have moved the head (new partitions, resets).
+                pos = kafka(&*src.hub.head().1);
+            }
             m = consumer.recv() => match m {
-                Ok(msg) => publish(src, &msg),
+                Ok(msg) => publish(src, &msg, &mut pos),
                 Err(KafkaError::PartitionEOF(_)) => {}
                 Err(e) => {
                     src.metrics.source_errors.inc();
@@ -166,14 +173,13 @@ impl KafkaSource {
     }
 }
 
-/// Encode `msg` under the route position after it and publish it (preceded by an
-/// `event: reset` when the partition's log went backwards).
-fn publish(src: &KafkaSource, msg: &BorrowedMessage<'_>) {
+/// Encode `msg` under the route position after it (`pos`, the head, moves past it) and
+/// publish it (preceded by an `event: reset` when the partition's log went backwards).
+fn publish(src: &KafkaSource, msg: &BorrowedMessage<'_>, pos: &mut KafkaPosition) {
     let Some(ti) = src.topic_index(msg.topic()) else {
         return;
     };
     src.metrics.source_records.inc();
-    let mut pos = kafka(&*src.hub.head().1);
     let p = msg.partition();
     let offset = msg.offset();
     let expected = pos.get(usize::from(ti), p);
@@ -183,7 +189,7 @@ fn publish(src: &KafkaSource, msg: &BorrowedMessage<'_>) {
         pos.set(usize::from(ti), p, offset);
         events.push(reset_event(
             src,
-            &pos,
+            pos,
             ti,
             p,
             "log_went_backwards",
@@ -193,7 +199,7 @@ fn publish(src: &KafkaSource, msg: &BorrowedMessage<'_>) {
         ));
     }
     pos.set(usize::from(ti), p, offset + 1);
-    let id = event_id::encode(&pos);
+    let id = event_id::encode(pos);
     let frame = src.encoder.encode(msg, &id);
     events.push(Event {
         attrs: src.encoder.attrs(msg, &frame),

@@ -26,11 +26,12 @@ pub use position::{KafkaPosition, UNKNOWN};
 use record::{PayloadMode, RecordEncoder};
 
 use crate::bus::{Cursor, Hub, Selector};
+use crate::event_id::{IdError, RawId};
 use crate::metrics::RouteMetrics;
 use crate::position::{downcast, Position};
 use crate::problems::Problems;
 use crate::source::{
-    decode_with, parse_section, Adapter, ClientStart, Plan, RouteOptions, SourceError, SourceSpec,
+    parse_section, position_of, Adapter, ClientStart, Plan, RouteOptions, SourceError, SourceSpec,
     StartPosition,
 };
 
@@ -48,10 +49,6 @@ impl Adapter for Kafka {
 
     fn parse(&self, table: serde_json::Value) -> Result<Box<dyn SourceSpec>, String> {
         parse_section::<KafkaSourceConfig>(table)
-    }
-
-    fn decode(&self, payload: &[u8]) -> Result<Box<dyn Position>, &'static str> {
-        decode_with::<KafkaPosition>(payload)
     }
 }
 
@@ -115,6 +112,10 @@ struct Running(Arc<KafkaSource>);
 impl crate::source::Source for Running {
     fn hub(&self) -> &Arc<Hub> {
         &self.0.hub
+    }
+
+    fn position(&self, id: &RawId) -> Result<Box<dyn Position>, IdError> {
+        position_of::<KafkaPosition>(id)
     }
 
     fn plan(&self, start: ClientStart) -> BoxFuture<'_, Result<Plan, SourceError>> {

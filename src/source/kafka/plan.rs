@@ -18,6 +18,14 @@ use crate::position::downcast;
 use crate::source::{ClientStart, Plan, SourceError, StartPosition};
 use crate::sse;
 
+/// One view of the ring: its oldest and newest sequences and positions.
+struct Window {
+    first_seq: u64,
+    base: KafkaPosition,
+    head_seq: u64,
+    head: KafkaPosition,
+}
+
 /// A partition whose asked-for position could not be served.
 #[derive(Debug, Clone, serde::Serialize)]
 struct Unservable {
@@ -70,11 +78,12 @@ impl KafkaSource {
                 let asked = downcast::<KafkaPosition>(&*asked)
                     .ok_or(SourceError::WrongKind)?
                     .align(&self.cfg.topics);
-                let (pos, bad) = if self.in_window(&asked) {
-                    (asked, Vec::new())
-                } else {
-                    self.query(move |src, c| src.validate(c, asked)).await?
-                };
+                // Decided and attached on one view of the ring, so nothing moves between.
+                let window = self.window();
+                if covers(&asked, &window.base, &window.head) {
+                    return Ok(self.attach_in(Cursor::new(Box::new(asked), false), window));
+                }
+                let (pos, bad) = self.query(move |src, c| src.validate(c, asked)).await?;
                 let mut plan = self.attach(Cursor::new(Box::new(pos), false));
                 if !bad.is_empty() {
                     plan.preamble.push(self.reset_frame(&plan.cursor, &bad));
@@ -87,9 +96,29 @@ impl KafkaSource {
 
     /// Attach a cursor to the ring: partitions below the ring's base are read from Kafka
     /// first (only those), then the ring from its oldest event.
-    pub(super) fn attach(self: &Arc<Self>, mut cursor: Cursor) -> Plan {
+    pub(super) fn attach(self: &Arc<Self>, cursor: Cursor) -> Plan {
+        self.attach_in(cursor, self.window())
+    }
+
+    /// The ring's window, in Kafka positions.
+    fn window(&self) -> Window {
         let (first_seq, base, head_seq, head) = self.hub.window();
-        let (base, head) = (kafka(&*base), kafka(&*head));
+        Window {
+            first_seq,
+            base: kafka(&*base),
+            head_seq,
+            head: kafka(&*head),
+        }
+    }
+
+    /// [`KafkaSource::attach`] on a given view of the ring.
+    fn attach_in(self: &Arc<Self>, mut cursor: Cursor, window: Window) -> Plan {
+        let Window {
+            first_seq,
+            base,
+            head_seq,
+            head,
+        } = window;
         let Some(position) = downcast::<KafkaPosition>(&*cursor.position) else {
             return Plan {
                 cursor,
@@ -125,12 +154,6 @@ impl KafkaSource {
             preamble: Vec::new(),
             outcome: Some(outcome),
         }
-    }
-
-    /// True when the ring covers `asked` on every partition (no query needed).
-    fn in_window(&self, asked: &KafkaPosition) -> bool {
-        let (_, base, _, head) = self.hub.window();
-        covers(asked, &kafka(&*base), &kafka(&*head))
     }
 
     async fn query<T: Send + 'static>(

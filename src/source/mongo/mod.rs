@@ -28,11 +28,12 @@ pub use position::MongoToken;
 
 use crate::bus::{Cursor, Hub, Selector};
 use crate::event_id;
+use crate::event_id::{IdError, RawId};
 use crate::metrics::{ResumeOutcome, RouteMetrics};
 use crate::position::{downcast, Position};
 use crate::problems::Problems;
 use crate::source::{
-    decode_with, parse_section, Adapter, ClientStart, Plan, RouteOptions, SourceError, SourceSpec,
+    parse_section, position_of, Adapter, ClientStart, Plan, RouteOptions, SourceError, SourceSpec,
     StartPosition,
 };
 use crate::sse;
@@ -51,10 +52,6 @@ impl Adapter for Mongo {
 
     fn parse(&self, table: serde_json::Value) -> Result<Box<dyn SourceSpec>, String> {
         parse_section::<MongoSourceConfig>(table)
-    }
-
-    fn decode(&self, payload: &[u8]) -> Result<Box<dyn Position>, &'static str> {
-        decode_with::<MongoToken>(payload)
     }
 }
 
@@ -131,6 +128,10 @@ struct Running(Arc<MongoSource>);
 impl crate::source::Source for Running {
     fn hub(&self) -> &Arc<Hub> {
         &self.0.hub
+    }
+
+    fn position(&self, id: &RawId) -> Result<Box<dyn Position>, IdError> {
+        position_of::<MongoToken>(id)
     }
 
     fn plan(&self, start: ClientStart) -> BoxFuture<'_, Result<Plan, SourceError>> {
