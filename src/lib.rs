@@ -1,28 +1,27 @@
 //! sse-bridge: backend change feeds as resumable Server-Sent Events.
 //!
-//! Module map, in the order an event flows through them:
-//! - [`config`]: TOML + env settings, validated as a whole (every problem with its path).
-//! - [`source`]: the closed set of source adapters, one shared reader per route:
-//!   [`source::kafka`] (consumer of every partition; client plans; catch-up ranges) and
-//!   [`source::mongo`] (change stream; opaque resume tokens; per-client catch-up streams).
-//! - [`hub`]: a route's bus — a bounded ring of frames encoded once, shared by every
-//!   client, doubling as the replay buffer.
-//! - [`auth`]: JWT verification of clients (algorithm and key fixed by config), token
-//!   extraction from header, query or cookie.
-//! - [`event_id`]: the one place positions become SSE ids (and back).
-//! - [`http`]: the stream server (streams written straight to sockets by
-//!   [`http::native`]; everything else through warp: routes, CORS, JSON errors), per-client
-//!   streams, the fan-out writers that write live events to every caught-up client of a
-//!   route ([`http::fanout`]), admission and limits, multiplexing, the console page
-//!   ([`http::console`]), SSE framing, and the admin server (`/metrics`, `/healthz`,
-//!   `/readyz`).
-//! - [`metrics`]: Prometheus families on one registry, per-route handles.
-//! - [`route_set`]: starting a route, and reloading the configuration (SIGHUP).
+//! Module map, by floor (a module imports only from floors below it; `tests/layering.rs`
+//! enforces this), in the order an event flows:
+//! - floor 0: [`position`] (the `Position` trait every adapter's position implements, and
+//!   the `Step` each event moves it by), [`event_id`] (the one wire form of ids), [`sse`]
+//!   (SSE frames), `problems` (config problems with their paths), `metrics`.
+//! - floor 1: `bus` — a route's ring of frames encoded once, shared by every client,
+//!   doubling as the replay buffer; client cursors and filters. It knows no source.
+//! - floor 2: [`source`] — the plug (`Adapter`, `SourceSpec`, `Source`, the closed list
+//!   `ADAPTERS`) and one folder per adapter ([`source::kafka`], [`source::mongo`]);
+//!   `auth` — JWT verification and its config.
+//! - floor 3: [`config`] — the file's shape (server, routes), env overrides, validation;
+//!   each adapter parses and checks its own `source` section.
+//! - floor 4: `http` — the one stream path (`native` reads, `open` checks and plans,
+//!   `stream` and `fanout` write), the warp surface (console, preflights, errors, admin).
+//! - floor 5: this crate root (start, drain, run) and `route_set` (starting routes,
+//!   reloading).
 //!
-//! A record or change read by a source becomes a frame (`id:` = route position after it),
-//! is pushed to the hub; a fan-out writer writes it as-is to every client at the head, and
-//! a client still catching up (or too slow for the writer) writes it from its own task,
-//! under its own id while its position differs from the route's.
+//! A record read by an adapter becomes a frame whose id is the route position after it,
+//! is pushed to the bus; a fan-out writer writes it as-is to every client at the head, and
+//! a client still catching up writes it from its own task, under its own id while its
+//! position differs from the route's. `docs/architecture.md` walks a record and a resume
+//! through these by function name.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -1,6 +1,6 @@
 //! Configuration: TOML file(s) loaded with the `config` crate, overridden by
 //! `SSE_BRIDGE__SECTION__KEY` environment variables, then validated as a whole
-//! (see [`validate`]) so that every problem is reported at once with its path.
+//! (see `validate`) so that every problem is reported at once with its path.
 
 pub mod access;
 mod secrets;

@@ -13,7 +13,7 @@
 //!    console description, `start`), a running source implementing [`Source`]
 //!    (`position`, `plan`, `resync`), and a unit value implementing [`Adapter`] (its
 //!    `type` name and kind byte; [`Adapter::parse`] is one line with [`parse_section`]).
-//! 2. Declare the module below and add the unit value to [`ADAPTERS`].
+//! 2. Declare the module below and add the unit value to `ADAPTERS`.
 //!
 //! Nothing else changes: the bus moves positions by their [`crate::position::Step`]s,
 //! the config layer parses and validates sections through [`SourceConfig`], HTTP plans

@@ -1,7 +1,7 @@
 //! The Kafka source adapter: one shared consumer per route reads every partition of the
-//! route's topics into the route's hub ([`consumer`]); clients resuming from a position
-//! the hub no longer holds read only the partitions that are behind ([`catchup`]); client
-//! starts (ids, `since`, start positions, resets) are planned in [`plan`].
+//! route's topics into the route's hub (`consumer`); clients resuming from a position
+//! the hub no longer holds read only the partitions that are behind (`catchup`); client
+//! starts (ids, `since`, start positions, resets) are planned in `plan`.
 
 mod catchup;
 mod config;

@@ -79,6 +79,9 @@ impl RecordEncoder {
     /// What the route's filters compare in `msg` (whose frame is `frame`); `None` on a
     /// route without filters.
     pub fn attrs<M: Message>(&self, msg: &M, frame: &Frame) -> Option<Box<Attrs>> {
+        if self.selectors.is_empty() {
+            return None;
+        }
         Attrs::of(&self.selectors, frame, |s| match s {
             Selector::Key => msg.key().map(Bytes::copy_from_slice),
             Selector::Header(name) => msg.headers().and_then(|hs| {

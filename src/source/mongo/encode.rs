@@ -88,6 +88,9 @@ impl ChangeEncoder {
     /// field's string, number, boolean or ObjectId (as hex) value; `None` on a route
     /// without filters.
     pub fn attrs(&self, doc: &Document, frame: &Frame) -> Option<Box<Attrs>> {
+        if self.selectors.is_empty() {
+            return None;
+        }
         Attrs::of(&self.selectors, frame, |s| match s {
             Selector::Field(path) => field(doc, path).and_then(scalar),
             Selector::Key | Selector::Header(_) | Selector::Event => None,

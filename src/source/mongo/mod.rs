@@ -1,7 +1,7 @@
-//! The MongoDB source adapter: one shared change stream per route ([`shared`]) feeds the
+//! The MongoDB source adapter: one shared change stream per route (`shared`) feeds the
 //! route's hub; a client resuming from a token the hub no longer holds reads from its own
-//! change stream opened with that token ([`catchup`]) until it meets the shared stream.
-//! Tokens are opaque ([`MongoToken`]); events are relaxed Extended JSON ([`encode`]).
+//! change stream opened with that token (`catchup`) until it meets the shared stream.
+//! Tokens are opaque ([`MongoToken`]); events are relaxed Extended JSON (`encode`).
 
 mod catchup;
 mod config;
