@@ -75,6 +75,15 @@ async fn status(url: &str, headers: &[(&str, String)]) -> (u16, Value, reqwest::
     (s, r.json().await.unwrap_or(Value::Null), h)
 }
 
+/// The status and JSON error code of a refused GET.
+async fn refusal(url: &str, headers: &[(&str, String)]) -> (u16, String) {
+    let mut req = reqwest::Client::new().get(url);
+    for (k, v) in headers {
+        req = req.header(*k, v);
+    }
+    error_of(req.send().await.unwrap()).await
+}
+
 fn bearer(t: &str) -> Vec<(&'static str, String)> {
     vec![("authorization", format!("Bearer {t}"))]
 }
@@ -152,8 +161,13 @@ async fn forged_and_unfit_tokens_are_refused() {
         ),
         ("garbage", "a.b.c".to_owned()),
     ] {
-        let (s, body, _) = status(&url, &bearer(&t)).await;
-        assert_eq!(s, 401, "{what}");
+        let (s, body, h) = status(&url, &bearer(&t)).await;
+        assert_eq!(
+            (s, body["error"].as_str()),
+            (401, Some("unauthorized")),
+            "{what}"
+        );
+        assert_eq!(h["www-authenticate"], "Bearer", "{what}");
         assert_eq!(
             body["message"], "a valid bearer token is required",
             "{what}: no detail"
@@ -186,8 +200,8 @@ async fn public_key_routes_fix_their_algorithm() {
         200
     );
     assert_eq!(
-        status(&rsa, &bearer(&rs(&c, Some("unknown-kid")))).await.0,
-        401
+        refusal(&rsa, &bearer(&rs(&c, Some("unknown-kid")))).await,
+        (401, "unauthorized".into())
     );
     assert_eq!(status(&ec, &bearer(&es(&c))).await.0, 200);
     // HS/RS confusion: an HS256 token whose secret is the public key.
@@ -198,37 +212,56 @@ async fn public_key_routes_fix_their_algorithm() {
         &EncodingKey::from_secret(&public),
     )
     .unwrap();
-    assert_eq!(status(&rsa, &bearer(&confused)).await.0, 401);
     assert_eq!(
-        status(&ec, &bearer(&rs(&c, None))).await.0,
-        401,
+        refusal(&rsa, &bearer(&confused)).await,
+        (401, "unauthorized".into())
+    );
+    assert_eq!(
+        refusal(&ec, &bearer(&rs(&c, None))).await,
+        (401, "unauthorized".into()),
         "RS256 on ES256 route"
     );
     b.shutdown().await;
 }
 
+/// Produce one record of `user` (the key) in `region` (a header); returns its offset.
+async fn produce_one(
+    p: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    partition: i32,
+    (user, region): (&str, &str),
+    value: &str,
+) -> i64 {
+    produce(
+        p,
+        topic,
+        Rec {
+            partition,
+            key: Some(user.as_bytes()),
+            value: Some(value.as_bytes()),
+            headers: vec![("region", region.as_bytes())],
+            ..Rec::default()
+        },
+    )
+    .await
+}
+
+/// Produce `n` records `"{user}-{region}-{i}"` alternating partitions 0 and 1; returns
+/// each record's (partition, offset).
 async fn produce_for(
     p: &rdkafka::producer::FutureProducer,
     topic: &str,
     user: &str,
     region: &str,
     n: usize,
-) {
+) -> Vec<(i32, i64)> {
+    let mut out = Vec::new();
     for i in 0..n {
+        let part = (i % 2) as i32;
         let v = format!("{user}-{region}-{i}");
-        produce(
-            p,
-            topic,
-            Rec {
-                partition: (i % 2) as i32,
-                key: Some(user.as_bytes()),
-                value: Some(v.as_bytes()),
-                headers: vec![("region", region.as_bytes())],
-                ..Rec::default()
-            },
-        )
-        .await;
+        out.push((part, produce_one(p, topic, part, (user, region), &v).await));
     }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,7 +284,8 @@ async fn users_see_only_their_own_events_resuming_included() {
         SseClient::connect_with(&format!("{url}?header:region=eu"), &bearer(&alice)).await;
     let mut widen = SseClient::connect_with(&format!("{url}?key=bob"), &bearer(&alice)).await;
     assert_eq!(
-        widen.status, 400,
+        (widen.status, widen.error_code().as_str()),
+        (400, "filter_not_allowed"),
         "key is not a client filter on this route"
     );
     let mut injected = Vec::new();
@@ -263,10 +297,10 @@ async fn users_see_only_their_own_events_resuming_included() {
     ] {
         injected.push(SseClient::connect_with(&url, &bearer(&hs(&claims(sub)))).await);
     }
-    let (s, _, _) = status(&url, &bearer(&hs(&claims(json!({"$ne": null}))))).await;
-    assert!(
-        s == 401 || s == 403,
-        "a claim that is not a value gives no access: {s}"
+    assert_eq!(
+        refusal(&url, &bearer(&hs(&claims(json!({"$ne": null}))))).await,
+        (401, "unauthorized".into()),
+        "a `sub` that is not a string is not a valid token"
     );
 
     let p = producer();
@@ -311,21 +345,144 @@ async fn users_see_only_their_own_events_resuming_included() {
     assert_eq!(data.len(), 3);
     assert!(data.iter().all(|d| d.starts_with("alice-us-")), "{data:?}");
     back.expect_quiet(Duration::from_millis(300)).await;
-    // A heartbeat id covers records she skipped: resuming from it repeats nothing.
-    produce_for(&p, &topic, "bob", "eu", 4).await;
-    back.expect_quiet(Duration::from_millis(1500)).await;
-    let hb = back.last_id();
-    let mut again = SseClient::connect_with(
-        &url,
-        &[
-            ("authorization", format!("Bearer {alice}")),
-            ("last-event-id", hb),
-        ],
-    )
+    b.shutdown().await;
+}
+
+/// The next offsets of the partitions of `topic` that a Kafka event id carries, decoded
+/// from the documented wire form (README, "Wire format (version 1)": base64url of 0x01,
+/// 'k', varint topic count, then per topic its name and its offsets as zigzag varint
+/// deltas) rather than through the crate, so it checks the contract itself.
+fn position(id: &str, topic: &str) -> Vec<i64> {
+    use base64::Engine;
+    fn varint(buf: &mut &[u8]) -> u64 {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&b, tail) = buf.split_first().expect("truncated varint");
+            *buf = tail;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return v;
+            }
+        }
+        panic!("varint longer than 64 bits")
+    }
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(id)
+        .unwrap_or_else(|e| panic!("id {id:?} is not base64url: {e}"));
+    let [1, b'k', rest @ ..] = raw.as_slice() else {
+        panic!("not a version 1 Kafka id: {id:?}")
+    };
+    let buf = &mut &rest[..];
+    assert_eq!(varint(buf), 1, "one topic in {id:?}");
+    let len = varint(buf) as usize;
+    assert!(buf.len() >= len, "truncated topic name in {id:?}");
+    assert_eq!(&buf[..len], topic.as_bytes(), "topic of {id:?}");
+    *buf = &buf[len..];
+    let mut prev = 0i64;
+    let next = (0..varint(buf))
+        .map(|_| {
+            let z = varint(buf);
+            prev += (z >> 1) as i64 ^ -((z & 1) as i64);
+            prev
+        })
+        .collect();
+    assert!(buf.is_empty(), "trailing bytes in {id:?}");
+    next
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_clients_heartbeat_covers_the_records_it_skipped() {
+    let topic = unique("auth-skip");
+    create_topic(&topic, 2).await;
+    let b = bridge(&config(
+        "r",
+        &topic,
+        &hs_route(
+            "filters = [{ on = \"key\", claim = \"sub\" }]\nclient_filters = [\"header:region\"]",
+        ),
+    ))
     .await;
-    again.expect_quiet(Duration::from_millis(500)).await;
-    produce_for(&p, &topic, "alice", "eu", 1).await;
-    assert_eq!(again.take(1, T).await[0].data, "alice-eu-0");
+    let url = format!("http://{}/streams/r", b.http_addr);
+    let eu = format!("{url}?header:region=eu");
+    let user = |sub: &str, last: &str| {
+        let mut h = bearer(&hs(&claims(json!(sub))));
+        h.push(("last-event-id", last.to_owned()));
+        h
+    };
+    // Alice, narrowed to region eu, sees one record on each partition: the id after the
+    // second is the route's position after both.
+    let mut narrow = SseClient::connect_with(&eu, &user("alice", "")).await;
+    assert_eq!(narrow.status, 200);
+    let p = producer();
+    let mut next = vec![0i64; 2];
+    let mut advance = |recs: &[(i32, i64)]| {
+        for &(part, off) in recs {
+            next[part as usize] = off + 1;
+        }
+        next.clone()
+    };
+    let at_seen = advance(&produce_for(&p, &topic, "alice", "eu", 2).await);
+    assert_eq!(
+        sorted_data(&narrow.take(2, T).await),
+        ["alice-eu-0", "alice-eu-1"]
+    );
+    let before = narrow.last_id();
+    assert_eq!(position(&before, &topic), at_seen, "id after what she saw");
+
+    // Records filtered out for her, on both partitions: another user's (by the key
+    // filter from her token) and her own in another region (by her narrowing filter).
+    advance(&produce_for(&p, &topic, "bob", "eu", 4).await);
+    let ends = advance(&produce_for(&p, &topic, "alice", "us", 3).await);
+    assert_ne!(ends, at_seen);
+    // She receives none of them, but her heartbeats' id moves past all of them: exactly
+    // the route's end offsets.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while position(&narrow.last_id(), &topic) != ends {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "heartbeat id never covered the skipped records: {:?}, want {ends:?}",
+            position(&narrow.last_id(), &topic)
+        );
+        narrow.expect_quiet(Duration::from_millis(250)).await;
+    }
+    let hb = narrow.last_id();
+
+    // Resuming from the heartbeat id repeats none of the skipped records, whoever resumes
+    // and with whatever filter; resuming from the id before them gives exactly them.
+    let mut alice_before = SseClient::connect_with(&url, &user("alice", &before)).await;
+    let mut bob_before = SseClient::connect_with(&url, &user("bob", &before)).await;
+    let mut alice_hb = SseClient::connect_with(&url, &user("alice", &hb)).await;
+    let mut bob_hb = SseClient::connect_with(&url, &user("bob", &hb)).await;
+    let mut narrow_hb = SseClient::connect_with(&eu, &user("alice", &hb)).await;
+    assert_eq!(
+        sorted_data(&alice_before.take(3, T).await),
+        ["alice-us-0", "alice-us-1", "alice-us-2"]
+    );
+    assert_eq!(
+        sorted_data(&bob_before.take(4, T).await),
+        ["bob-eu-0", "bob-eu-1", "bob-eu-2", "bob-eu-3"]
+    );
+    for c in [
+        &mut alice_before,
+        &mut bob_before,
+        &mut alice_hb,
+        &mut bob_hb,
+        &mut narrow_hb,
+    ] {
+        assert_eq!(c.status, 200);
+        c.expect_quiet(Duration::from_millis(500)).await;
+    }
+    // The next record she may see reaches every one of her streams, with the same id.
+    let off = produce_one(&p, &topic, 1, ("alice", "eu"), "alice-eu-after").await;
+    let after = advance(&[(1, off)]);
+    for c in [&mut alice_before, &mut alice_hb, &mut narrow_hb] {
+        let e = c.take(1, T).await;
+        assert_eq!(e[0].data, "alice-eu-after");
+        assert_eq!(position(&e[0].id, &topic), after);
+    }
+    for c in [&mut bob_before, &mut bob_hb] {
+        c.expect_quiet(Duration::from_millis(300)).await;
+    }
     b.shutdown().await;
 }
 
@@ -382,6 +539,7 @@ async fn caps_hold_under_a_burst_of_connections() {
             200 => held.push(c),
             429 => {
                 assert_eq!(c.headers["retry-after"], "5");
+                assert_eq!(c.error_code(), "too_many_connections");
                 refused += 1;
             }
             s => panic!("status {s}"),
@@ -396,7 +554,12 @@ async fn caps_hold_under_a_burst_of_connections() {
             assert_eq!(c.status, 200);
             held.push(c);
         } else {
-            assert_eq!(c.status, 503, "route full");
+            assert_eq!(
+                (c.status, c.error_code().as_str()),
+                (503, "route_over_capacity"),
+                "route full"
+            );
+            assert_eq!(c.headers["retry-after"], "5");
         }
     }
     // Maximum age: every stream ends cleanly, its last heartbeat carrying its position.
@@ -439,8 +602,8 @@ async fn a_route_has_its_own_origins_and_credentials() {
         h.get("access-control-allow-origin").is_none(),
         "the route's list replaces the server's"
     );
-    let (s, _, h) = status(&url, &[("origin", "https://app.test".into())]).await;
-    assert_eq!(s, 401);
+    let (s, body, h) = status(&url, &[("origin", "https://app.test".into())]).await;
+    assert_eq!((s, body["error"].as_str()), (401, Some("unauthorized")));
     assert_eq!(
         h["access-control-allow-origin"], "https://app.test",
         "errors are readable by the page"

@@ -29,7 +29,7 @@ async fn browser() -> (KillOnDrop, Client) {
         .unwrap_or_else(|| {
             panic!("chromedriver not found: run the tests with scripts/test, which installs chromium and chromium-driver")
         });
-    let port = free_port();
+    let port = fixed_port();
     let child = KillOnDrop(
         std::process::Command::new(driver)
             .arg(format!("--port={port}"))
@@ -232,7 +232,7 @@ async fn console_uses_the_token_field_for_routes_with_auth() {
 async fn event_source_resumes_by_itself_after_the_bridge_is_killed() {
     let topic = unique("browser-kill");
     create_topic(&topic, 2).await;
-    let (port, admin) = (free_port(), free_port());
+    let (port, admin) = (fixed_port(), fixed_port());
     let toml = on_ports(&config("r", &topic, ""), port, admin).replace(
         "cors_origins = [\"https://dash.example\"]",
         "cors_origins = [\"*\"]",

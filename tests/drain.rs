@@ -46,6 +46,12 @@ async fn terminated_instance_drains_its_clients_to_the_other_without_loss() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 503, "readiness fails at once");
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(
+        (&ready["ready"], &ready["draining"]),
+        (&serde_json::json!(false), &serde_json::json!(true)),
+        "{ready}"
+    );
 
     // Every client read at once, noting when its stream ended.
     let readers: Vec<_> = clients

@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use common::*;
-use sse_bridge::event_id::EventId;
+use sse_bridge::event_id::decode_as;
+use sse_bridge::source::kafka::KafkaPosition;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -48,7 +49,7 @@ async fn events_over_three_partitions_reach_every_client_with_positions() {
             "offsets of partition {part} in order with no gap"
         );
         values.push(env["value"].as_str().unwrap().to_owned());
-        let Ok(EventId::Kafka(pos)) = EventId::decode(&ev.id) else {
+        let Ok(pos) = decode_as::<KafkaPosition>(&ev.id) else {
             panic!("kafka id")
         };
         let (name, offsets) = &pos.topics()[0];
@@ -99,42 +100,32 @@ async fn http_errors_are_json() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
-    let j: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(j["error"], "malformed_event_id");
+    assert_eq!(error_of(r).await, (400, "malformed_event_id".into()));
+    let malformed = "sse_bridge_resumes_total{outcome=\"malformed\",route=\"r\"}";
+    assert_eq!(metric(b.admin_addr, malformed).await, 1.0);
 
+    // Valid base64url, version 1, but an unknown kind.
     let r = c
         .get(format!("{base}/streams/r?lastEventId=AQk"))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
+    assert_eq!(error_of(r).await, (400, "malformed_event_id".into()));
+    assert_eq!(metric(b.admin_addr, malformed).await, 2.0);
 
     let r = c
         .get(format!("{base}/streams/r?since=tomorrow"))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400);
-    assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap()["error"],
-        "malformed_since"
-    );
+    assert_eq!(error_of(r).await, (400, "malformed_since".into()));
 
     let r = c.get(format!("{base}/nope")).send().await.unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap()["error"],
-        "not_found"
-    );
+    assert_eq!(error_of(r).await, (404, "not_found".into()));
 
     let r = c.post(format!("{base}/streams/r")).send().await.unwrap();
-    assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "GET, OPTIONS");
-    assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap()["error"],
-        "method_not_allowed"
-    );
+    assert_eq!(error_of(r).await, (405, "method_not_allowed".into()));
 
     let r = c
         .get(format!("{base}/streams/r"))
@@ -175,26 +166,11 @@ async fn http_errors_are_json() {
         .unwrap();
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["routes"][0]["route"], "r");
-    assert_eq!(
-        c.get(format!("{admin}/x")).send().await.unwrap().status(),
-        404
-    );
-    assert_eq!(
-        c.delete(format!("{admin}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        405
-    );
-    assert!(
-        metric(
-            b.admin_addr,
-            "sse_bridge_resumes_total{outcome=\"malformed\",route=\"r\"}"
-        )
-        .await
-            >= 2.0
-    );
+    let r = c.get(format!("{admin}/x")).send().await.unwrap();
+    assert_eq!(error_of(r).await, (404, "not_found".into()));
+    let r = c.delete(format!("{admin}/metrics")).send().await.unwrap();
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+    assert_eq!(error_of(r).await, (405, "method_not_allowed".into()));
     b.shutdown().await;
 }
 
@@ -232,7 +208,7 @@ async fn partitions_added_later_are_picked_up() {
     data.sort();
     assert_eq!(data, vec!["new-p0a", "new-p0b", "new-p1"]);
     assert_eq!(resets, 1, "partition 0's restart is announced");
-    let Ok(EventId::Kafka(pos)) = EventId::decode(&last) else {
+    let Ok(pos) = decode_as::<KafkaPosition>(&last) else {
         panic!("kafka id")
     };
     assert_eq!(

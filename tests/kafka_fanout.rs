@@ -11,21 +11,6 @@ use common::*;
 const T: Duration = Duration::from_secs(30);
 const PARKED: &str = "sse_bridge_fanout_clients{route=\"r\"}";
 
-async fn wait_metric(admin: std::net::SocketAddr, series: &str, ok: impl Fn(f64) -> bool) {
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        let v = metric(admin, series).await;
-        if ok(v) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{series} stuck at {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writers_and_per_client_writes_deliver_the_same_stream() {
     let topic = unique("fanout-same");
@@ -114,13 +99,31 @@ async fn a_client_that_stops_reading_is_handed_back_and_loses_nothing() {
     assert_eq!(paused.take(3, T).await.len(), 3);
     assert_eq!(reader.take(3, T).await.len(), 3);
     paused.expect_quiet(Duration::from_millis(300)).await;
+    // Neither stream was cut off or reopened: both still open, two ever opened, and when
+    // both leave, both are counted as closed by the client (not as `slow_client`).
+    assert_eq!(
+        metric(b.admin_addr, "sse_bridge_connections_active{route=\"r\"}").await,
+        2.0
+    );
     assert_eq!(
         metric(
             b.admin_addr,
-            "sse_bridge_disconnects_total{reason=\"slow_client\",route=\"r\"}"
+            "sse_bridge_connections_opened_total{route=\"r\"}"
         )
         .await,
-        0.0
+        2.0
+    );
+    drop((paused, reader));
+    let closed = "sse_bridge_disconnects_total{reason=\"client_closed\",route=\"r\"}";
+    wait_metric(b.admin_addr, closed, |v| v == 2.0).await;
+    assert_eq!(
+        metrics_text(b.admin_addr)
+            .await
+            .lines()
+            .filter(|l| l.starts_with("sse_bridge_disconnects_total{"))
+            .collect::<Vec<_>>(),
+        [format!("{closed} 2")],
+        "no other disconnect reason"
     );
     b.shutdown().await;
 }

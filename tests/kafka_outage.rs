@@ -36,7 +36,7 @@ fn start_broker(port: u16, dir: &std::path::Path) -> KillOnDrop {
 async fn readiness_follows_the_broker_and_the_route_recovers() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = fixed_port();
     let mut broker = start_broker(port, dir.path());
     wait_port(port).await;
     let addr = format!("127.0.0.1:{port}");
@@ -81,11 +81,8 @@ async fn readiness_follows_the_broker_and_the_route_recovers() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 503);
-    assert_eq!(
-        r.json::<serde_json::Value>().await.unwrap()["error"],
-        "source_unavailable"
-    );
+    assert_eq!(r.headers()["retry-after"], "2");
+    assert_eq!(error_of(r).await, (503, "source_unavailable".into()));
 
     let mut broker = start_broker(port, dir.path());
     wait_port(port).await;

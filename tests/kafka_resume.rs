@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use sse_bridge::http::sse_parse::Event;
+use sse_bridge::sse::parse::Event;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -263,8 +263,8 @@ async fn bridge_process_restart_loses_nothing() {
     let topic = unique("restart");
     create_topic(&topic, 3).await;
     let p = producer();
-    let admin_port = free_port();
-    let port = free_port();
+    let admin_port = fixed_port();
+    let port = fixed_port();
     let toml = on_ports(&config("r", &topic, ""), port, admin_port);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("bridge.toml");

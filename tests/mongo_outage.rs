@@ -39,7 +39,7 @@ fn start_server(port: u16, dir: &std::path::Path) -> KillOnDrop {
 async fn route_survives_a_database_restart() {
     init_logs();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = fixed_port();
     let uri = format!("mongodb://127.0.0.1:{port}/?replicaSet=secantus");
     let mut server = start_server(port, dir.path());
     wait_port(port).await;

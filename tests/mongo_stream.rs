@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use common::*;
 use mongodb::bson::{doc, oid::ObjectId, DateTime, Decimal128, Document};
-use sse_bridge::event_id::EventId;
-use sse_bridge::http::sse_parse::Event;
+use sse_bridge::event_id::{decode_as, encode};
+use sse_bridge::source::mongo::MongoToken;
+use sse_bridge::sse::parse::Event;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -73,7 +74,7 @@ async fn operations_arrive_with_names_and_payloads() {
     assert_eq!(json(&evs[3])["documentKey"]["_id"]["$oid"], oid.to_hex());
     for e in &evs {
         assert!(
-            matches!(EventId::decode(&e.id), Ok(EventId::Mongo(_))),
+            decode_as::<MongoToken>(&e.id).is_ok(),
             "id is a resume token"
         );
     }
@@ -98,7 +99,7 @@ async fn operations_arrive_with_names_and_payloads() {
     // Idle: heartbeats carry the stream's latest position, which keeps moving.
     chg.expect_quiet(Duration::from_millis(2500)).await;
     let hb = chg.last_id();
-    assert!(matches!(EventId::decode(&hb), Ok(EventId::Mongo(_))));
+    assert!(decode_as::<MongoToken>(&hb).is_ok());
     assert_ne!(
         hb, evs[3].id,
         "the idle position advanced past the last change"
@@ -212,10 +213,7 @@ async fn unknown_token_yields_reset_then_live() {
     let uri = mongo_uri();
     let coll_name = unique("badtoken");
     let b = bridge(&mongo_config("r", &uri, "sse", &coll_name, "")).await;
-    let bogus = EventId::Mongo(
-        sse_bridge::source::mongo::MongoToken::from_document(&doc! { "_data": "00" }).unwrap(),
-    )
-    .encode();
+    let bogus = encode(&MongoToken::from_document(&doc! { "_data": "00" }).unwrap());
     let mut c =
         SseClient::connect(&format!("http://{}/streams/r", b.http_addr), Some(&bogus)).await;
     assert_eq!(c.status, 200);

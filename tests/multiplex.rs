@@ -38,16 +38,27 @@ async fn merged_routes_resume_exactly_and_check_each_routes_auth() {
     let auth = ("authorization", format!("Bearer {token}"));
 
     let refused = SseClient::connect(&url, None).await;
-    assert_eq!(refused.status, 401, "route b needs a token");
+    assert_eq!(
+        (refused.status, refused.error_code().as_str()),
+        (401, "unauthorized"),
+        "route b needs a token"
+    );
     let unknown =
         SseClient::connect(&format!("http://{}/streams?routes=a,zz", b.http_addr), None).await;
-    assert_eq!(unknown.status, 404);
+    assert_eq!(
+        (unknown.status, unknown.error_code().as_str()),
+        (404, "unknown_route")
+    );
     let bad = SseClient::connect_with(
         &url,
         &[auth.clone(), ("last-event-id", "AWsBAXQBAg".into())],
     )
     .await;
-    assert_eq!(bad.status, 400, "a single route's id is not a composite id");
+    assert_eq!(
+        (bad.status, bad.error_code().as_str()),
+        (400, "malformed_event_id"),
+        "a single route's id is not a composite id"
+    );
 
     let mut c = SseClient::connect_with(&url, std::slice::from_ref(&auth)).await;
     assert_eq!(c.status, 200);

@@ -76,7 +76,7 @@ async fn reload_applies_route_changes_without_dropping_unchanged_routes() {
         "changed route's streams end"
     );
     let gone = reqwest::get(url("drop")).await.unwrap();
-    assert_eq!(gone.status(), 404);
+    assert_eq!(error_of(gone).await, (404, "not_found".into()));
     // The unchanged route's client keeps its stream: the next events arrive on it.
     produce_n(&p, &t[0], 1, "k2", 3).await;
     let got = keep.take(3, T).await;
@@ -98,7 +98,7 @@ async fn reload_applies_route_changes_without_dropping_unchanged_routes() {
 async fn the_binary_reloads_on_sighup() {
     let topic = unique("sighup");
     create_topic(&topic, 1).await;
-    let (port, admin) = (free_port(), free_port());
+    let (port, admin) = (fixed_port(), fixed_port());
     let head = on_ports(&config("a", &topic, ""), port, admin);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bridge.toml");
@@ -106,7 +106,10 @@ async fn the_binary_reloads_on_sighup() {
     let mut child = spawn_bridge(&file);
     wait_port(port).await;
     let b_url = format!("http://127.0.0.1:{port}/streams/b");
-    assert_eq!(reqwest::get(&b_url).await.unwrap().status(), 404);
+    assert_eq!(
+        error_of(reqwest::get(&b_url).await.unwrap()).await,
+        (404, "not_found".into())
+    );
     std::fs::write(&file, head + &route("b", &topic, "")).unwrap();
     let pid = child.0.id().to_string();
     assert!(std::process::Command::new("kill")

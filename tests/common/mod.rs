@@ -15,7 +15,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use sse_bridge::config::Settings;
-use sse_bridge::http::sse_parse::{Event, Parser};
+use sse_bridge::sse::parse::{Event, Parser};
 
 /// Address of the Kafka-protocol broker the test script started.
 pub fn broker() -> String {
@@ -170,7 +170,8 @@ drain_window = "1s"
 "#;
 
 /// `toml` (made by [`config`] or [`mongo_config`]) listening on `port` and `admin`
-/// instead of ephemeral ports, for a bridge process that restarts on the same ones.
+/// instead of ephemeral ports, for a bridge process that restarts on the same ones (take
+/// them from [`fixed_port`]).
 pub fn on_ports(toml: &str, port: u16, admin: u16) -> String {
     toml.replace(
         "admin_listen = \"127.0.0.1:0\"",
@@ -256,21 +257,112 @@ pub async fn wait_ready(url: &str) {
     }
 }
 
-/// The value of a metric line (exact name with labels) in `/metrics`.
+/// The Prometheus text of the bridge's `/metrics`.
+pub async fn metrics_text(admin: std::net::SocketAddr) -> String {
+    let r = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap_or_else(|e| panic!("GET http://{admin}/metrics: {e}"));
+    assert_eq!(r.status(), 200, "GET http://{admin}/metrics");
+    r.text().await.expect("/metrics body")
+}
+
+/// The value of `series` (exact name with labels, labels in name order as the exporter
+/// writes them) in the exposition `text`; `None` when no such line exists.
+pub fn series_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{series}: value {v:?}: {e}"))
+            })
+    })
+}
+
+/// Why `series` is not in `text`: the series that do exist under the longest prefix of
+/// its name (cut at `_`) that matches any, so a renamed metric or a wrong label set
+/// shows what to assert on instead.
+fn missing_series(text: &str, series: &str) -> String {
+    let name = series.split('{').next().unwrap_or(series);
+    let present: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.rsplit_once(' ').map(|(s, _)| s))
+        .collect();
+    let mut prefix = name;
+    loop {
+        let similar: Vec<&str> = present
+            .iter()
+            .copied()
+            .filter(|s| s.starts_with(prefix))
+            // Histogram buckets only when a bucket was asked for: they drown the rest.
+            .filter(|s| series.contains("_bucket{") || !s.contains("_bucket{"))
+            .take(40)
+            .collect();
+        if !similar.is_empty() || prefix.is_empty() {
+            return format!(
+                "metric series `{series}` is not in /metrics (renamed? labels wrong or never \
+                 touched?); series named `{prefix}*`:\n  {}",
+                similar.join("\n  ")
+            );
+        }
+        prefix = prefix.rsplit_once('_').map_or("", |(p, _)| p);
+    }
+}
+
+/// The value of a metric series (exact name with labels) in `/metrics`. Panics when the
+/// series is missing, naming it and listing the series with a similar name: a renamed
+/// metric or a label never set must fail the test, not read as 0. (A labelled series
+/// appears once its labels are first used; a family with no series is not exported at
+/// all. To wait for a series to appear, use [`wait_metric`].)
 pub async fn metric(admin: std::net::SocketAddr, series: &str) -> f64 {
-    let text = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .map(|v| v.trim().parse().unwrap())
-        })
-        .unwrap_or(0.0)
+    let text = metrics_text(admin).await;
+    series_value(&text, series).unwrap_or_else(|| panic!("{}", missing_series(&text, series)))
+}
+
+/// Poll `/metrics` until `series` exists and its value satisfies `ok` (30 s). A missing
+/// series counts as "not yet" (a labelled counter appears only when first incremented),
+/// but if it is still missing at the deadline the panic names it and lists the similar
+/// series that do exist.
+pub async fn wait_metric(admin: std::net::SocketAddr, series: &str, ok: impl Fn(f64) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = metrics_text(admin).await;
+        let v = series_value(&text, series);
+        if v.is_some_and(&ok) {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            match v {
+                Some(v) => panic!("{series} stuck at {v}"),
+                None => panic!("{}", missing_series(&text, series)),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The status and JSON error code of a refusal, checking the body is the documented
+/// `{"error": "<code>", "message": "<text>"}` (panics, showing the body, otherwise).
+pub async fn error_of(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let body = r.text().await.expect("error body");
+    (status, error_code(status, &body))
+}
+
+/// The `error` code of a refusal's JSON `body`.
+fn error_code(status: u16, body: &str) -> String {
+    let j: serde_json::Value = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("{status} body is not JSON ({e}): {body:?}"));
+    assert!(
+        j["message"].is_string(),
+        "{status} body has no `message`: {body}"
+    );
+    j["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{status} body has no `error` code: {body}"))
+        .to_owned()
 }
 
 type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
@@ -279,6 +371,8 @@ type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>;
 pub struct SseClient {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
+    /// The whole body of a refusal (any status but 2xx); empty for a stream.
+    pub body: String,
     stream: Option<ByteStream>,
     parser: Parser,
     pending: VecDeque<Event>,
@@ -305,15 +399,36 @@ impl SseClient {
         let resp = req.send().await.expect("connect");
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        if !resp.status().is_success() {
+            // A refusal: its body is a JSON error, not a stream.
+            let body = resp.text().await.expect("refusal body");
+            return SseClient {
+                status,
+                headers,
+                body,
+                stream: None,
+                parser: Parser::default(),
+                pending: VecDeque::new(),
+                returned_id: None,
+                ended: true,
+            };
+        }
         SseClient {
             status,
             headers,
+            body: String::new(),
             stream: Some(Box::pin(resp.bytes_stream())),
             parser: Parser::default(),
             pending: VecDeque::new(),
             returned_id: None,
             ended: false,
         }
+    }
+
+    /// The JSON error code of a refusal (panics unless the body is
+    /// `{"error": "<code>", "message": "<text>"}`).
+    pub fn error_code(&self) -> String {
+        error_code(self.status, &self.body)
     }
 
     /// The last event id as of the events returned so far (what a browser that had
@@ -486,13 +601,56 @@ pub async fn wait_status(admin: std::net::SocketAddr, want: u16, within: Duratio
     }
 }
 
-/// A port nothing listens on now (for servers a test starts and restarts itself).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port for a server the test starts itself on a port it chooses, and may stop and
+/// restart on that same port (a bridge process, a broker, a database, chromedriver).
+///
+/// Binding port 0 and releasing it is racy here: the kernel hands the same port out
+/// again to the next ephemeral bind or outgoing connection (other tests' bridges bind
+/// port 0, every client connection takes an ephemeral source port), so in the gap
+/// between releasing the port and the server (re)binding it, something else can take it.
+/// So these ports come from BELOW the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`; 32768 when it cannot be read), which no
+/// port-0 bind or outgoing connection can ever be given. Within this process a counter
+/// hands out each port once; its start is derived from the pid so concurrent test
+/// processes start far apart; and a port is only handed out if it can be bound now
+/// (nothing listens on it).
+pub fn fixed_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (lo, hi) = fixed_port_range();
+    let span = u32::from(hi - lo);
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = lo + ((start + n) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no bindable port in {lo}..{hi}");
+}
+
+/// The ports [`fixed_port`] uses: the upper half of the ports below the ephemeral range
+/// (never below 1024), e.g. 16384..32768 with the default range.
+fn fixed_port_range() -> (u16, u16) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let lo = (ephemeral_low / 2).max(1024);
+    assert!(
+        ephemeral_low >= lo + 1000,
+        "the ephemeral port range starts at {ephemeral_low}: no room below it for fixed test ports"
+    );
+    (lo, ephemeral_low)
+}
+
+/// The data of `evs`, sorted (for events over several partitions, whose interleaving is
+/// the bridge's).
+pub fn sorted_data(evs: &[Event]) -> Vec<String> {
+    let mut v: Vec<String> = evs.iter().map(|e| e.data.clone()).collect();
+    v.sort();
+    v
 }
 
 /// The `fullDocument.name` of each MongoDB change event ("?" where absent).
