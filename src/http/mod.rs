@@ -237,6 +237,7 @@ where
         let svc = warp::service(filter.clone());
         let watcher = graceful.watcher();
         let app = app.clone();
+        let streams = app.is_some();
         native_tasks.spawn(async move {
             let _slot = slot;
             let mut tcp = tcp;
@@ -253,9 +254,13 @@ where
             };
             // HTTP/1.1 only: what EventSource speaks without TLS, and the smallest
             // per-connection state.
+            // On the stream listener a connection answers one request of the warp
+            // surface and closes: a browser's next request (a stream, say) then arrives
+            // first on a new connection, where the stream path reads it.
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
+                .keep_alive(!streams)
                 .serve_connection(
                     TokioIo::new(native::Prefixed::new(prefix, tcp)),
                     TowerToHyperService::new(svc),
