@@ -21,6 +21,14 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# two_free_ports: two different free ports, "A B" (two calls of free_port may return the
+# same port, since each releases it).
+two_free_ports() {
+  python3 -c 'import socket
+a=socket.socket(); a.bind(("127.0.0.1",0)); b=socket.socket(); b.bind(("127.0.0.1",0))
+print(a.getsockname()[1], b.getsockname()[1])'
+}
+
 wait_port() { # host port seconds
   local deadline=$((SECONDS + $3))
   until (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; do
