@@ -68,7 +68,7 @@ pub fn start_route(
     let src = source::start(
         &rc.source,
         &rc.options(),
-        hub,
+        hub.clone(),
         scope.tracker,
         stop.child_token(),
     );
@@ -78,6 +78,7 @@ pub fn start_route(
         reads: rc.source.describe(),
         path: rc.path(),
         source: src,
+        hub,
         max_lag: rc.max_client_lag(),
         fanout,
         auth,

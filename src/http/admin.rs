@@ -58,7 +58,7 @@ fn readyz(app: &App) -> Response {
         .routes
         .iter()
         .map(|r| {
-            let s = r.source.hub().state();
+            let s = r.hub.state();
             json!({
                 "route": r.name,
                 "source": r.kind,
@@ -69,7 +69,7 @@ fn readyz(app: &App) -> Response {
             })
         })
         .collect();
-    let ready = !draining && table.routes.iter().all(|r| r.source.hub().state().ready());
+    let ready = !draining && table.routes.iter().all(|r| r.hub.state().ready());
     let body = json!({ "ready": ready, "draining": draining, "routes": routes });
     let status = if ready {
         StatusCode::OK

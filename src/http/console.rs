@@ -73,7 +73,7 @@ fn routes(app: &App) -> Value {
         .routes
         .iter()
         .map(|r| {
-            let hub = r.source.hub();
+            let hub = &r.hub;
             json!({
                 "name": r.name,
                 "path": r.path,

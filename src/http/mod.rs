@@ -43,6 +43,8 @@ pub struct RouteEntry {
     pub reads: String,
     /// The running source.
     pub source: Arc<dyn Source>,
+    /// The route's bus.
+    pub hub: Arc<crate::bus::Hub>,
     /// Events behind the head after which a caught-up client is disconnected.
     pub max_lag: usize,
     /// Fan-out writers of the route's live clients.

@@ -37,15 +37,11 @@ pub(crate) async fn open_stream(
     let start = match start_of(headers, query).and_then(|asked| read(asked, &*route.source)) {
         Ok(s) => s,
         Err(resp) => {
-            route
-                .source
-                .hub()
-                .metrics()
-                .resumed(ResumeOutcome::Malformed);
+            route.hub.metrics().resumed(ResumeOutcome::Malformed);
             return Err(resp);
         }
     };
-    let hub = route.source.hub();
+    let hub = &route.hub;
     if !hub.wait_ready(app.server.source_wait).await {
         let err = hub.state().last_error.unwrap_or_else(|| "starting".into());
         return Err(Box::new(unavailable(
@@ -77,14 +73,7 @@ pub(crate) async fn open_stream(
         retry: app.server.retry,
         max_lag: route.max_lag,
     };
-    let stream = ClientStream::new(
-        route.source.clone(),
-        plan,
-        settings,
-        route.streams.clone(),
-        kill,
-        extras,
-    );
+    let stream = ClientStream::new(route, plan, settings, kill, extras);
     Ok(stream)
 }
 

@@ -14,6 +14,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use super::limits::Held;
+use super::RouteEntry;
 use crate::bus::{ClientFilter, ClientGuard, Cursor, Event, Hub, Read, Verdict};
 use crate::metrics::{DisconnectReason, RouteMetrics};
 use crate::source::{CatchupStream, Plan, Source};
@@ -89,16 +90,19 @@ pub struct ClientStream {
 }
 
 impl ClientStream {
-    /// A stream for `plan` on `source`; counts itself in the connection metrics.
+    /// A stream for `plan` on `route`; counts itself in the connection metrics.
     pub fn new(
-        source: Arc<dyn Source>,
+        route: &RouteEntry,
         plan: Plan,
         settings: StreamSettings,
-        cancel: CancellationToken,
         kill: CancellationToken,
         extras: StreamExtras,
     ) -> ClientStream {
-        let hub = source.hub().clone();
+        let (source, hub, cancel) = (
+            route.source.clone(),
+            route.hub.clone(),
+            route.streams.clone(),
+        );
         let guard = hub.register(plan.next_seq, settings.max_lag as u64, kill);
         let metrics = hub.metrics().clone();
         metrics.connections_active.inc();

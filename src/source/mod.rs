@@ -41,7 +41,7 @@ pub use route::{EventNameConfig, ReplayConfig, RouteOptions, StartPosition};
 use crate::bus::{Cursor, Event, Hub, Selector};
 use crate::event_id::{IdError, RawId};
 use crate::metrics::ResumeOutcome;
-use crate::position::{Decode, Position};
+use crate::position::Position;
 use crate::problems::Problems;
 
 /// The closed list of adapters: adding a source is a folder and one line here.
@@ -86,8 +86,6 @@ pub trait SourceSpec: fmt::Debug + Send + Sync {
 
 /// A running source: what the stream path asks of it.
 pub trait Source: Send + Sync {
-    /// The route's bus.
-    fn hub(&self) -> &Arc<Hub>;
     /// The position a client's id holds, if the id is one of this source's.
     fn position(&self, id: &RawId) -> Result<Box<dyn Position>, IdError>;
     /// Plan the start of a new client.
@@ -156,11 +154,6 @@ pub fn parse_section<T: SourceSpec + DeserializeOwned + 'static>(
     serde_json::from_value::<T>(table)
         .map(|t| Box::new(t) as Box<dyn SourceSpec>)
         .map_err(|e| e.to_string())
-}
-
-/// The position of type `P` an id holds (for [`Source::position`]).
-pub fn position_of<P: Decode>(id: &RawId) -> Result<Box<dyn Position>, IdError> {
-    id.parse::<P>().map(|p| Box::new(p) as Box<dyn Position>)
 }
 
 /// Where a new client asked to start.

@@ -28,11 +28,10 @@ use record::{PayloadMode, RecordEncoder};
 use crate::bus::{Cursor, Hub, Selector};
 use crate::event_id::{IdError, RawId};
 use crate::metrics::RouteMetrics;
-use crate::position::{downcast, Position};
+use crate::position::Position;
 use crate::problems::Problems;
 use crate::source::{
-    parse_section, position_of, Adapter, ClientStart, Plan, RouteOptions, SourceError, SourceSpec,
-    StartPosition,
+    parse_section, Adapter, ClientStart, Plan, RouteOptions, SourceError, SourceSpec, StartPosition,
 };
 
 /// The Kafka adapter (`type = "kafka"`).
@@ -110,12 +109,8 @@ impl SourceSpec for KafkaSourceConfig {
 struct Running(Arc<KafkaSource>);
 
 impl crate::source::Source for Running {
-    fn hub(&self) -> &Arc<Hub> {
-        &self.0.hub
-    }
-
     fn position(&self, id: &RawId) -> Result<Box<dyn Position>, IdError> {
-        position_of::<KafkaPosition>(id)
+        Ok(Box::new(id.parse::<KafkaPosition>()?))
     }
 
     fn plan(&self, start: ClientStart) -> BoxFuture<'_, Result<Plan, SourceError>> {
@@ -140,7 +135,7 @@ fn unavailable(e: KafkaError) -> SourceError {
 
 /// The Kafka position of a route's hub (which only ever holds Kafka positions).
 fn kafka(p: &dyn Position) -> KafkaPosition {
-    downcast::<KafkaPosition>(p).cloned().unwrap_or_default()
+    KafkaPosition::of(p).cloned().unwrap_or_default()
 }
 
 /// Timeout of metadata, watermark and time-index queries.

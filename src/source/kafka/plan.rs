@@ -14,7 +14,6 @@ use super::{
 };
 use crate::bus::Cursor;
 use crate::metrics::ResumeOutcome;
-use crate::position::downcast;
 use crate::source::{ClientStart, Plan, SourceError, StartPosition};
 use crate::sse;
 
@@ -75,7 +74,7 @@ impl KafkaSource {
                 })
             }
             ClientStart::Id(asked) => {
-                let asked = downcast::<KafkaPosition>(&*asked)
+                let asked = KafkaPosition::of(&*asked)
                     .ok_or(SourceError::WrongKind)?
                     .align(&self.cfg.topics);
                 // Decided and attached on one view of the ring, so nothing moves between.
@@ -119,7 +118,7 @@ impl KafkaSource {
             head_seq,
             head,
         } = window;
-        let Some(position) = downcast::<KafkaPosition>(&*cursor.position) else {
+        let Some(position) = KafkaPosition::of(&*cursor.position) else {
             return Plan {
                 cursor,
                 next_seq: head_seq,

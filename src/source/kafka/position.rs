@@ -6,7 +6,7 @@
 use std::any::Any;
 
 use crate::event_id::varint;
-use crate::position::{downcast, Accept, Decode, Lane, Position, Step};
+use crate::position::{Accept, Decode, Lane, Position, Step};
 
 /// Kind byte of Kafka event ids.
 pub const KIND: u8 = b'k';
@@ -152,6 +152,14 @@ impl KafkaPosition {
     }
 }
 
+impl KafkaPosition {
+    /// The KafkaPosition behind `p`, if it is one (a route's hub and cursors only hold this
+    /// adapter's positions).
+    pub fn of(p: &dyn Position) -> Option<&KafkaPosition> {
+        p.as_any().downcast_ref::<KafkaPosition>()
+    }
+}
+
 impl Position for KafkaPosition {
     fn kind(&self) -> u8 {
         KIND
@@ -190,13 +198,13 @@ impl Position for KafkaPosition {
     }
 
     fn same(&self, other: &dyn Position) -> bool {
-        downcast::<KafkaPosition>(other) == Some(self)
+        KafkaPosition::of(other) == Some(self)
     }
 
     /// Partitions new to the head start in the ring's base at the same offset, so the
     /// ring covers them from there.
     fn adopt_new_lanes(&mut self, head: &dyn Position) {
-        let Some(head) = downcast::<KafkaPosition>(head) else {
+        let Some(head) = KafkaPosition::of(head) else {
             return;
         };
         for (ti, (_, offsets)) in head.topics.iter().enumerate() {

@@ -30,11 +30,10 @@ use crate::bus::{Cursor, Hub, Selector};
 use crate::event_id;
 use crate::event_id::{IdError, RawId};
 use crate::metrics::{ResumeOutcome, RouteMetrics};
-use crate::position::{downcast, Position};
+use crate::position::Position;
 use crate::problems::Problems;
 use crate::source::{
-    parse_section, position_of, Adapter, ClientStart, Plan, RouteOptions, SourceError, SourceSpec,
-    StartPosition,
+    parse_section, Adapter, ClientStart, Plan, RouteOptions, SourceError, SourceSpec, StartPosition,
 };
 use crate::sse;
 
@@ -126,12 +125,8 @@ impl SourceSpec for MongoSourceConfig {
 struct Running(Arc<MongoSource>);
 
 impl crate::source::Source for Running {
-    fn hub(&self) -> &Arc<Hub> {
-        &self.0.hub
-    }
-
     fn position(&self, id: &RawId) -> Result<Box<dyn Position>, IdError> {
-        position_of::<MongoToken>(id)
+        Ok(Box::new(id.parse::<MongoToken>()?))
     }
 
     fn plan(&self, start: ClientStart) -> BoxFuture<'_, Result<Plan, SourceError>> {
@@ -145,9 +140,7 @@ impl crate::source::Source for Running {
 
 /// The token of a route's hub (which only ever holds MongoDB positions).
 fn head_token(hub: &Hub) -> MongoToken {
-    downcast::<MongoToken>(&*hub.head().1)
-        .cloned()
-        .unwrap_or_default()
+    MongoToken::of(&*hub.head().1).cloned().unwrap_or_default()
 }
 
 /// How long the server holds an empty `getMore` (also how often idle tokens advance).
@@ -280,7 +273,7 @@ impl MongoSource {
         match start {
             ClientStart::Default => Ok(self.live_plan(None)),
             ClientStart::Id(asked) => {
-                let t = downcast::<MongoToken>(&*asked).ok_or(SourceError::WrongKind)?;
+                let t = MongoToken::of(&*asked).ok_or(SourceError::WrongKind)?;
                 let plan = self.attach(Cursor::new(Box::new(t.clone()), false));
                 if plan.catchup.is_none() {
                     return Ok(plan);
@@ -356,7 +349,7 @@ impl MongoSource {
     /// Attach a cursor to the ring: at the head, after its token in the ring, or (when
     /// the ring does not hold the token) with a catch-up placeholder the caller fills.
     fn attach(self: &Arc<Self>, cursor: Cursor) -> Plan {
-        let Some(c) = downcast::<MongoToken>(&*cursor.position).cloned() else {
+        let Some(c) = MongoToken::of(&*cursor.position).cloned() else {
             return self.live_plan(None);
         };
         let (head_seq, _) = self.hub.head();

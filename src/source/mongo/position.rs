@@ -9,7 +9,7 @@ use bytes::Bytes;
 use mongodb::bson::{self, Bson, Document};
 use mongodb::change_stream::event::ResumeToken;
 
-use crate::position::{downcast, Accept, Decode, Position, Step};
+use crate::position::{Accept, Decode, Position, Step};
 
 /// Kind byte of MongoDB event ids.
 pub const KIND: u8 = b'm';
@@ -62,6 +62,14 @@ impl MongoToken {
     }
 }
 
+impl MongoToken {
+    /// The MongoToken behind `p`, if it is one (a route's hub and cursors only hold this
+    /// adapter's positions).
+    pub fn of(p: &dyn Position) -> Option<&MongoToken> {
+        p.as_any().downcast_ref::<MongoToken>()
+    }
+}
+
 impl Position for MongoToken {
     fn kind(&self) -> u8 {
         KIND
@@ -99,7 +107,7 @@ impl Position for MongoToken {
     }
 
     fn same(&self, other: &dyn Position) -> bool {
-        downcast::<MongoToken>(other) == Some(self)
+        MongoToken::of(other) == Some(self)
     }
 
     fn clone_box(&self) -> Box<dyn Position> {
