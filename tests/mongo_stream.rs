@@ -326,6 +326,30 @@ async fn since_starts_at_an_operation_time() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_after_2106_starts_at_the_present() {
+    let uri = mongo_uri();
+    let coll_name = unique("since-future");
+    let coll = mongo_client(&uri)
+        .await
+        .database("sse")
+        .collection::<Document>(&coll_name);
+    insert_n(&coll, "old", 2).await;
+    let b = bridge(&mongo_config("r", &uri, "sse", &coll_name, "")).await;
+    // 2200-01-01: beyond 32-bit cluster seconds; once wrapped to 2063, it started a
+    // stream that would deliver nothing for decades.
+    let mut c = SseClient::connect(
+        &format!("http://{}/streams/r?since=7258118400000", b.http_addr),
+        None,
+    )
+    .await;
+    assert_eq!(c.status, 200);
+    coll.insert_one(doc! { "name": "live" }).await.unwrap();
+    assert_eq!(names(&c.take(1, T).await), ["live"], "from the present on");
+    c.expect_quiet(Duration::from_millis(500)).await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owners_see_only_their_documents_by_token_claim() {
     use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
     let uri = mongo_uri();

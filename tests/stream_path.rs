@@ -125,6 +125,7 @@ async fn every_stream_request_takes_the_one_stream_path() {
     let head = expect.head().await.to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
     let mut upgrade = Raw::open(addr).await;
     upgrade
         .send(&get(

@@ -37,9 +37,15 @@ impl Claims {
         }
     }
 
-    /// Expiry (seconds since the epoch).
+    /// Expiry (whole seconds since the epoch; a fractional `exp`, which the verifier
+    /// accepts, is rounded down, so the stream never outlives the token).
     pub fn exp(&self) -> Option<u64> {
-        self.0.get("exp").and_then(Value::as_u64)
+        let v = self.0.get("exp")?;
+        v.as_u64().or_else(|| {
+            v.as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                .map(|f| f.floor() as u64)
+        })
     }
 
     fn grants(&self, claim: &str, want: &str) -> bool {
@@ -395,6 +401,18 @@ mod tests {
             SECRET,
         );
         assert_eq!(auth.verify(&one_wrong).err(), Some(AuthError::Forbidden));
+    }
+
+    #[test]
+    fn a_fractional_exp_still_ends_the_stream() {
+        let auth = hs256(&[]);
+        let exp = in_an_hour();
+        let claims = auth
+            .verify(&token(json!({"exp": exp as f64 + 0.5}), SECRET))
+            .expect("the verifier accepts a fractional exp");
+        assert_eq!(claims.exp(), Some(exp), "rounded down, never up");
+        let c = Claims(json!({"exp": -1.5}).as_object().unwrap().clone());
+        assert_eq!(c.exp(), None, "a negative exp is no expiry time");
     }
 
     #[test]

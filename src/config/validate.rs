@@ -102,6 +102,14 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
                 p.push(format!("{at}.event_name.header"), "must not be empty");
             }
         }
+        if let Some(x) = &r.event_name.reserved_prefix {
+            if !is_event_name(x) || x.contains(char::is_whitespace) {
+                p.push(
+                    format!("{at}.event_name.reserved_prefix"),
+                    "must be non-empty and hold no whitespace or NUL",
+                );
+            }
+        }
         if let Some(d) = &r.event_name.default {
             if !is_event_name(d) {
                 p.push(

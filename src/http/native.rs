@@ -185,8 +185,9 @@ pub async fn serve_stream(
     let mut head = String::from(
         "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ncache-control: no-cache\r\nx-accel-buffering: no\r\n",
     );
+    // The connection ends with the stream (HTTP/1.1: after the final chunk).
     head.push_str(if chunked {
-        "transfer-encoding: chunked\r\n"
+        "transfer-encoding: chunked\r\nconnection: close\r\n"
     } else {
         "connection: close\r\n"
     });

@@ -33,6 +33,15 @@ pub(crate) async fn open_stream(
             1,
         )));
     }
+    for name in ["last-event-id", "authorization"] {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(Box::new(json_error(
+                StatusCode::BAD_REQUEST,
+                "duplicate_header",
+                format!("`{name}` must appear at most once"),
+            )));
+        }
+    }
     let extras = super::access::admit(app, route, headers, query, peer)?;
     let start = match start_of(headers, query).and_then(|asked| read(asked, &*route.source)) {
         Ok(s) => s,
@@ -42,11 +51,17 @@ pub(crate) async fn open_stream(
         }
     };
     let hub = &route.hub;
+    // What went wrong is logged (and on the admin server's /readyz), never told to
+    // clients.
     if !hub.wait_ready(app.server.source_wait).await {
         let err = hub.state().last_error.unwrap_or_else(|| "starting".into());
+        tracing::warn!(route = %route.name, error = %err, "client refused: source not ready");
         return Err(Box::new(unavailable(
             "source_unavailable",
-            format!("route `{}` source is not ready: {err}", route.name),
+            format!(
+                "route `{}` cannot serve streams right now; retry",
+                route.name
+            ),
             2,
         )));
     }
@@ -61,11 +76,15 @@ pub(crate) async fn open_stream(
             )));
         }
         Err(e) => {
+            tracing::warn!(route = %route.name, error = %e, "client refused: planning its start failed");
             return Err(Box::new(unavailable(
                 "source_unavailable",
-                e.to_string(),
+                format!(
+                    "route `{}` cannot serve streams right now; retry",
+                    route.name
+                ),
                 2,
-            )))
+            )));
         }
     };
     let settings = StreamSettings {

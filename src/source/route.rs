@@ -32,9 +32,22 @@ pub struct EventNameConfig {
     /// fires). MongoDB default: the change's `operationType`; when set, every change gets
     /// this name.
     pub default: Option<String>,
+    /// Put before a name taken from a record that is one the bridge gives events itself
+    /// (`reset`, `expired`, and Kafka's `binary` and `delete`), so a producer cannot
+    /// impersonate them: with the default, a header `reset` names the event
+    /// `record.reset`.
+    pub reserved_prefix: Option<String>,
 }
 
+/// The default of [`EventNameConfig::reserved_prefix`].
+pub const RESERVED_PREFIX: &str = "record.";
+
 impl EventNameConfig {
+    /// The prefix of reserved names taken from records.
+    pub fn reserved_prefix(&self) -> &str {
+        self.reserved_prefix.as_deref().unwrap_or(RESERVED_PREFIX)
+    }
+
     /// The constant name, or `fallback`.
     pub fn default_or<'a>(&'a self, fallback: &'a str) -> &'a str {
         self.default.as_deref().unwrap_or(fallback)

@@ -58,6 +58,14 @@ impl SourceSpec for KafkaSourceConfig {
 
     fn validate(&self, route: &RouteOptions, at: &str, p: &mut Problems) {
         KafkaSourceConfig::validate(self, &format!("{at}.source"), p);
+        if let Some(d) = &route.event_name.default {
+            if record::RESERVED.contains(&d.as_str()) {
+                p.push(
+                    format!("{at}.event_name.default"),
+                    format!("`{d}` is a name the bridge gives events itself"),
+                );
+            }
+        }
         if let Some(mode) = &route.payload {
             if !PayloadMode::NAMES.contains(&mode.as_str()) {
                 p.push(

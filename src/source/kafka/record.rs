@@ -1,6 +1,8 @@
 //! Turning a Kafka record into an SSE frame: event name, payload mode, tombstones and
 //! binary values.
 
+use std::borrow::Cow;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use rdkafka::message::{Headers, Message};
@@ -36,6 +38,10 @@ impl PayloadMode {
         }
     }
 }
+
+/// Event names the bridge gives events itself: a record's header never chooses them (it
+/// gets [`EventNameConfig::reserved_prefix`] before it).
+pub const RESERVED: &[&str] = &["reset", "expired", "binary", "delete"];
 
 /// Encodes records of one route.
 #[derive(Debug, Clone)]
@@ -93,19 +99,22 @@ impl RecordEncoder {
         })
     }
 
-    fn event_name<'a, M: Message>(&'a self, msg: &'a M) -> &'a str {
+    fn event_name<'a, M: Message>(&'a self, msg: &'a M) -> Cow<'a, str> {
         if let (Some(h), Some(headers)) = (&self.event_name.header, msg.headers()) {
             for hd in headers.iter() {
                 if hd.key == h {
                     if let Some(v) = hd.value.and_then(|v| std::str::from_utf8(v).ok()) {
+                        if RESERVED.contains(&v) {
+                            return Cow::Owned(format!("{}{v}", self.event_name.reserved_prefix()));
+                        }
                         if !v.is_empty() && !v.contains(['\r', '\n', '\0']) {
-                            return v;
+                            return Cow::Borrowed(v);
                         }
                     }
                 }
             }
         }
-        self.event_name.default_or("message")
+        Cow::Borrowed(self.event_name.default_or("message"))
     }
 
     /// The frame of `msg` under `id`.
@@ -114,38 +123,31 @@ impl RecordEncoder {
         match self.payload {
             PayloadMode::Envelope => {
                 let event = if tombstone {
-                    "delete"
+                    Cow::Borrowed("delete")
                 } else {
                     self.event_name(msg)
                 };
                 let data = self.envelope(msg).to_string();
-                sse::frame(id, Some(event), Some(&data))
+                sse::frame(id, Some(&event), Some(&data))
             }
             PayloadMode::Value => {
                 let bytes = if tombstone { msg.key() } else { msg.payload() };
+                let named = || {
+                    if tombstone {
+                        Cow::Borrowed("delete")
+                    } else {
+                        self.event_name(msg)
+                    }
+                };
                 let (event, data) = match bytes.map(std::str::from_utf8) {
-                    None => (
-                        if tombstone {
-                            "delete"
-                        } else {
-                            self.event_name(msg)
-                        },
-                        String::new(),
-                    ),
-                    Some(Ok(s)) => (
-                        if tombstone {
-                            "delete"
-                        } else {
-                            self.event_name(msg)
-                        },
-                        s.to_owned(),
-                    ),
+                    None => (named(), String::new()),
+                    Some(Ok(s)) => (named(), s.to_owned()),
                     Some(Err(_)) => (
-                        if tombstone { "delete" } else { "binary" },
+                        Cow::Borrowed(if tombstone { "delete" } else { "binary" }),
                         STANDARD.encode(bytes.unwrap_or_default()),
                     ),
                 };
-                sse::frame(id, Some(event), Some(&data))
+                sse::frame(id, Some(&event), Some(&data))
             }
         }
     }
@@ -208,6 +210,7 @@ mod tests {
             EventNameConfig {
                 header: Some("type".into()),
                 default: None,
+                reserved_prefix: None,
             },
             Vec::new(),
         );
@@ -239,6 +242,34 @@ mod tests {
             body(&enc.encode(&msg(None, Some(b"x"), Some(bad)), "1")),
             "data: x\n\n"
         );
+    }
+
+    #[test]
+    fn reserved_names_from_headers_are_prefixed() {
+        let named = |prefix: Option<&str>, v: &str| {
+            let enc = RecordEncoder::new(
+                PayloadMode::Value,
+                EventNameConfig {
+                    header: Some("type".into()),
+                    default: None,
+                    reserved_prefix: prefix.map(str::to_owned),
+                },
+                Vec::new(),
+            );
+            let h = OwnedHeaders::new().insert(Header {
+                key: "type",
+                value: Some(v),
+            });
+            body(&enc.encode(&msg(None, Some(b"x"), Some(h)), "1"))
+        };
+        for r in RESERVED {
+            assert_eq!(named(None, r), format!("event: record.{r}\ndata: x\n\n"));
+        }
+        assert_eq!(
+            named(Some("kafka-"), "reset"),
+            "event: kafka-reset\ndata: x\n\n"
+        );
+        assert_eq!(named(None, "resets"), "event: resets\ndata: x\n\n");
     }
 
     #[test]

@@ -162,6 +162,7 @@ mod tests {
             EventNameConfig {
                 header: None,
                 default: Some("change".into()),
+                reserved_prefix: None,
             },
             Vec::new(),
         )

@@ -61,6 +61,12 @@ impl SourceSpec for MongoSourceConfig {
 
     fn validate(&self, route: &RouteOptions, at: &str, p: &mut Problems) {
         MongoSourceConfig::validate(self, &format!("{at}.source"), p);
+        if let Some(d @ ("reset" | "expired")) = route.event_name.default.as_deref() {
+            p.push(
+                format!("{at}.event_name.default"),
+                format!("`{d}` is a name the bridge gives events itself"),
+            );
+        }
         if let Some(mode) = &route.payload {
             if !PayloadMode::NAMES.contains(&mode.as_str()) {
                 p.push(
@@ -281,9 +287,15 @@ impl MongoSource {
                 let token = t.to_resume_token().ok_or(SourceError::WrongKind)?;
                 self.catchup_plan(Start::After(token), plan).await
             }
+            // A time still to come starts at the present, as on Kafka (whose time index
+            // answers the log's end).
+            ClientStart::Since(ms) if ms > chrono::Utc::now().timestamp_millis() => {
+                Ok(self.live_plan(None))
+            }
             ClientStart::Since(ms) => {
                 let ts = Timestamp {
-                    time: (ms / 1000) as u32,
+                    // Cluster times are 32-bit seconds; past times fit until 2106.
+                    time: u32::try_from(ms / 1000).unwrap_or(u32::MAX),
                     increment: 0,
                 };
                 let plan = Plan {

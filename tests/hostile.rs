@@ -1,0 +1,159 @@
+//! Hostile input against the real broker, each case asserting the documented answer, and
+//! a normal client still served afterwards: duplicated `Last-Event-ID` or `Authorization`
+//! headers, records whose event-name header names one of the bridge's own events,
+//! refusals that must not leak internal detail, and streams that say their connection
+//! closes with them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const T: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicated_headers_are_refused() {
+    let topic = unique("hostile-dup");
+    create_topic(&topic, 1).await;
+    let b = bridge(&config("r", &topic, "")).await;
+    let url = format!("http://{}/streams/r", b.http_addr);
+    let id = "AWsBAXQBBg";
+    for (name, a, b2) in [
+        ("Last-Event-ID", id, id),
+        ("Authorization", "Bearer a", "Bearer b"),
+    ] {
+        let r = reqwest::Client::new()
+            .get(&url)
+            .header(name, a)
+            .header(name, b2)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error_of(r).await,
+            (400, "duplicate_header".to_owned()),
+            "{name} twice"
+        );
+    }
+    // One of each is fine, and the stream is announced to end with its connection.
+    let mut c = SseClient::connect(&url, None).await;
+    assert_eq!(c.status, 200);
+    assert_eq!(c.headers["connection"], "close");
+    let p = producer();
+    produce_text(&p, &topic, "still-served").await;
+    let ev = c.next(T).await.expect("event");
+    assert_eq!(ev.data, "still-served");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_cannot_name_the_bridges_own_events() {
+    let topic = unique("hostile-names");
+    create_topic(&topic, 1).await;
+    let b = bridge(&config("r", &topic, "event_name = { header = \"type\" }")).await;
+    let url = format!("http://{}/streams/r", b.http_addr);
+    let mut c = SseClient::connect(&url, None).await;
+    let p = producer();
+    for name in ["reset", "expired", "binary", "delete", "order"] {
+        produce(
+            &p,
+            &topic,
+            Rec {
+                value: Some(name.as_bytes()),
+                headers: vec![("type", name.as_bytes())],
+                ..Rec::default()
+            },
+        )
+        .await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let ev = c.next(T).await.expect("event");
+        got.push((ev.event, ev.data));
+    }
+    assert_eq!(
+        got,
+        vec![
+            ("record.reset".to_owned(), "reset".to_owned()),
+            ("record.expired".to_owned(), "expired".to_owned()),
+            ("record.binary".to_owned(), "binary".to_owned()),
+            ("record.delete".to_owned(), "delete".to_owned()),
+            ("order".to_owned(), "order".to_owned()),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_carry_no_internal_detail() {
+    let good = unique("hostile-good");
+    create_topic(&good, 1).await;
+    let missing = unique("hostile-missing-topic");
+    let toml = config("r", &good, "")
+        + &format!(
+            "\n[[routes]]\nname = \"gone\"\nsource = {{ type = \"kafka\", brokers = [\"{}\"], topics = [\"{missing}\"] }}\n",
+            broker()
+        );
+    init_logs();
+    let b = sse_bridge::start(settings(&toml)).await.expect("starts");
+    // The route whose topic does not exist is refused after `source_wait`, saying only
+    // that it cannot serve now; the cause is on the admin server's /readyz.
+    let r = reqwest::get(format!("http://{}/streams/gone", b.http_addr))
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["retry-after"], "2");
+    let body = r.text().await.unwrap();
+    let j: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(j["error"], "source_unavailable", "{j}");
+    assert!(
+        !body.contains(&missing) && !body.contains("exist") && !body.contains("kafka"),
+        "internal detail in a public error: {body}"
+    );
+    let ready: serde_json::Value = reqwest::get(format!("http://{}/readyz", b.admin_addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let gone = ready["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "gone")
+        .unwrap()
+        .clone();
+    assert!(
+        gone["error"].as_str().unwrap_or("").contains(&missing),
+        "the operator sees the cause: {gone}"
+    );
+    // The other route serves as ever.
+    wait_until_route_ready(b.admin_addr, "r").await;
+    let mut c = SseClient::connect(&format!("http://{}/streams/r", b.http_addr), None).await;
+    produce_text(&producer(), &good, "fine").await;
+    assert_eq!(c.next(T).await.expect("event").data, "fine");
+}
+
+/// Wait until `/readyz` lists route `name` as ready.
+async fn wait_until_route_ready(admin: std::net::SocketAddr, name: &str) {
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let j: serde_json::Value = reqwest::get(format!("http://{admin}/readyz"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ready = j["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["route"] == name && r["ready"] == true);
+        if ready {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never ready: {j}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
