@@ -208,7 +208,6 @@ mod tests {
     use super::*;
     use crate::position::{Accept, Step};
     use proptest::prelude::*;
-    use std::any::Any;
 
     /// A position of the test's own: a list of numbers under kind `t`.
     #[derive(Debug, Clone, PartialEq)]
@@ -232,15 +231,6 @@ mod tests {
         }
         fn same(&self, other: &dyn Position) -> bool {
             crate::position::downcast::<Nums>(other) == Some(self)
-        }
-        fn clone_box(&self) -> Box<dyn Position> {
-            Box::new(self.clone())
-        }
-        fn as_any(&self) -> &dyn Any {
-            self
-        }
-        fn as_any_mut(&mut self) -> &mut dyn Any {
-            self
         }
     }
 

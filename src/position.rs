@@ -70,8 +70,30 @@ pub enum Accept {
     TakeAndJoin,
 }
 
+/// What every position type gets for free: a boxed copy and access to its own type.
+pub trait Boxed: Any {
+    /// A boxed copy.
+    fn clone_box(&self) -> Box<dyn Position>;
+    /// For an adapter to recover its own type.
+    fn as_any(&self) -> &dyn Any;
+    /// For an adapter to change its own type in place.
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Position + Clone> Boxed for T {
+    fn clone_box(&self) -> Box<dyn Position> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
 /// A route's (or a client's) position in its source.
-pub trait Position: Any + fmt::Debug + Send + Sync {
+pub trait Position: Boxed + fmt::Debug + Send + Sync {
     /// The kind byte of this position's event ids (unique per adapter).
     fn kind(&self) -> u8;
 
@@ -99,15 +121,6 @@ pub trait Position: Any + fmt::Debug + Send + Sync {
     fn adopt_new_lanes(&mut self, head: &dyn Position) {
         let _ = head;
     }
-
-    /// A boxed copy.
-    fn clone_box(&self) -> Box<dyn Position>;
-
-    /// For an adapter to recover its own type.
-    fn as_any(&self) -> &dyn Any;
-
-    /// For an adapter to change its own type in place.
-    fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
 impl Clone for Box<dyn Position> {

@@ -151,7 +151,6 @@ impl Ring {
 mod tests {
     use super::*;
     use crate::position::{downcast, Accept, Lane, Step};
-    use std::any::Any;
 
     /// The test's own position: next offset per partition of one stream.
     #[derive(Debug, Clone, PartialEq)]
@@ -176,15 +175,6 @@ mod tests {
         }
         fn same(&self, other: &dyn Position) -> bool {
             downcast::<Offsets>(other) == Some(self)
-        }
-        fn clone_box(&self) -> Box<dyn Position> {
-            Box::new(self.clone())
-        }
-        fn as_any(&self) -> &dyn Any {
-            self
-        }
-        fn as_any_mut(&mut self) -> &mut dyn Any {
-            self
         }
     }
 

@@ -145,6 +145,21 @@ async fn refuse(mut tcp: tokio::net::TcpStream) {
     native::write_response(&mut tcp, resp, limit).await;
 }
 
+/// What answers a listener's requests: a warp filter that always answers.
+pub trait Surface:
+    warp::Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static
+{
+}
+
+impl<F> Surface for F where
+    F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// A listener and how it stops.
 pub struct Listener<F> {
     /// The bound socket.
@@ -160,13 +175,8 @@ pub struct Listener<F> {
 }
 
 /// Serve the admin filter on its listener until it stops.
-pub async fn serve_admin<F>(l: Listener<F>)
+pub async fn serve_admin<F: Surface>(l: Listener<F>)
 where
-    F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
     F::Future: Send,
 {
     serve(l, None).await
@@ -174,26 +184,16 @@ where
 
 /// Serve the stream listener until it stops: streams on the stream path, everything else
 /// through `l.filter`; beyond `capacity`, new connections get a 503.
-pub async fn serve_streams<F>(l: Listener<F>, app: Arc<App>, capacity: Capacity)
+pub async fn serve_streams<F: Surface>(l: Listener<F>, app: Arc<App>, capacity: Capacity)
 where
-    F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
     F::Future: Send,
 {
     serve(l, Some((app, capacity))).await
 }
 
 /// Accept connections until `stop` fires, then wait up to `grace` for open ones.
-async fn serve<F>(l: Listener<F>, streams: Option<(Arc<App>, Capacity)>)
+async fn serve<F: Surface>(l: Listener<F>, streams: Option<(Arc<App>, Capacity)>)
 where
-    F: warp::Filter<Extract = (warp::reply::Response,), Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
     F::Future: Send,
 {
     let Listener {

@@ -10,10 +10,10 @@
 //! 1. Create `src/source/<name>/` with a position type implementing
 //!    [`Position`] and [`crate::position::Decode`] (a kind byte of its own), a config
 //!    struct implementing [`SourceSpec`] (validation, the selectors it supports, its
-//!    console description, `start`), a running source implementing [`Source`]
-//!    (`position`, `plan`, `resync`), and a unit value implementing [`Adapter`] (its
-//!    `type` name and kind byte; [`Adapter::parse`] is one line with [`parse_section`]).
-//! 2. Declare the module below and add the unit value to `ADAPTERS`.
+//!    console description; `start` builds its reader and hands it to [`spawn`]), a
+//!    reader implementing [`Reader`] (`run`, `plan`, `attach`), and a constant
+//!    [`Adapter`] (its `type` name, kind byte and [`parse_section`] of its config type).
+//! 2. Declare the module below and add its `Adapter` constant to `ADAPTERS`.
 //!
 //! Nothing else changes: the bus moves positions by their [`crate::position::Step`]s,
 //! the config layer parses and validates sections through [`SourceConfig`], HTTP plans
@@ -25,6 +25,7 @@ mod route;
 
 use std::any::Any;
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -41,24 +42,42 @@ pub use route::{EventNameConfig, ReplayConfig, RouteOptions, StartPosition};
 use crate::bus::{Cursor, Event, Hub, Selector};
 use crate::event_id::{IdError, RawId};
 use crate::metrics::ResumeOutcome;
-use crate::position::Position;
+use crate::position::{Decode, Position};
 use crate::problems::Problems;
 
 /// The closed list of adapters: adding a source is a folder and one line here.
-const ADAPTERS: &[&dyn Adapter] = &[&kafka::Kafka, &mongo::Mongo];
+const ADAPTERS: &[&Adapter] = &[&kafka::ADAPTER, &mongo::ADAPTER];
 
 /// An adapter as the facade knows it before any route uses it.
-pub trait Adapter: Sync {
+pub struct Adapter {
     /// The `type` of a route's `source` table (`kafka`, `mongodb`).
-    fn name(&self) -> &'static str;
+    pub name: &'static str,
     /// The kind byte of its event ids.
-    fn id_kind(&self) -> u8;
-    /// Parse a route's `source` table (without `type`).
-    fn parse(&self, table: serde_json::Value) -> Result<Box<dyn SourceSpec>, String>;
+    pub id_kind: u8,
+    /// Parse a route's `source` table (without `type`); usually [`parse_section`].
+    pub parse: fn(serde_json::Value) -> Result<Box<dyn SourceSpec>, String>,
+}
+
+/// What every config section type gets for free: a boxed copy and access to its own
+/// type.
+pub trait SpecBoxed: Any {
+    /// A boxed copy.
+    fn clone_box(&self) -> Box<dyn SourceSpec>;
+    /// For tests and tools to recover the adapter's config type.
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: SourceSpec + Clone> SpecBoxed for T {
+    fn clone_box(&self) -> Box<dyn SourceSpec> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// A route's `source` section, typed by its adapter.
-pub trait SourceSpec: fmt::Debug + Send + Sync {
+pub trait SourceSpec: SpecBoxed + fmt::Debug + Send + Sync {
     /// The adapter's name (the section's `type`).
     fn kind(&self) -> &'static str;
     /// Report every problem of the section and of the route settings it reads; `at` is
@@ -78,10 +97,6 @@ pub trait SourceSpec: fmt::Debug + Send + Sync {
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> Arc<dyn Source>;
-    /// A boxed copy.
-    fn clone_box(&self) -> Box<dyn SourceSpec>;
-    /// For tests and tools to recover the adapter's config type.
-    fn as_any(&self) -> &dyn Any;
 }
 
 /// A running source: what the stream path asks of it.
@@ -93,6 +108,51 @@ pub trait Source: Send + Sync {
     /// Re-plan a client that fell out of the ring before it ever caught up, or whose
     /// catch-up from the source ended.
     fn resync(&self, cursor: Cursor) -> Plan;
+}
+
+/// An adapter's running reader: what the facade needs to hand it out as a [`Source`]
+/// (see [`spawn`]).
+pub trait Reader: Send + Sync + 'static {
+    /// The adapter's position type.
+    type Position: Decode;
+    /// Read the backend into the route's bus until `cancel` fires.
+    fn run(self: Arc<Self>, cancel: CancellationToken) -> impl Future<Output = ()> + Send;
+    /// Plan the start of a new client.
+    fn plan(
+        self: &Arc<Self>,
+        start: ClientStart,
+    ) -> impl Future<Output = Result<Plan, SourceError>> + Send;
+    /// Re-plan a client (see [`Source::resync`]).
+    fn attach(self: &Arc<Self>, cursor: Cursor) -> Plan;
+}
+
+/// Run `reader` on `tracker` until `cancel` fires, and hand it out as the route's
+/// [`Source`].
+pub fn spawn<R: Reader>(
+    reader: Arc<R>,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+) -> Arc<dyn Source> {
+    let runner = reader.clone();
+    tracker.spawn(async move { runner.run(cancel).await });
+    Arc::new(Running(reader))
+}
+
+/// A running reader, as the rest of the crate sees it.
+struct Running<R>(Arc<R>);
+
+impl<R: Reader> Source for Running<R> {
+    fn position(&self, id: &RawId) -> Result<Box<dyn Position>, IdError> {
+        Ok(Box::new(id.parse::<R::Position>()?))
+    }
+
+    fn plan(&self, start: ClientStart) -> BoxFuture<'_, Result<Plan, SourceError>> {
+        Box::pin(self.0.plan(start))
+    }
+
+    fn resync(&self, cursor: Cursor) -> Plan {
+        self.0.attach(cursor)
+    }
 }
 
 /// A route's `source = { type = "...", ... }` table.
@@ -133,15 +193,14 @@ impl<'de> Deserialize<'de> for SourceConfig {
             Some(_) => return Err(D::Error::missing_field("type")),
             None => return Err(D::Error::custom("a source must be a table")),
         };
-        let Some(adapter) = ADAPTERS.iter().find(|a| a.name() == kind) else {
-            let known: Vec<&str> = ADAPTERS.iter().map(|a| a.name()).collect();
+        let Some(adapter) = ADAPTERS.iter().find(|a| a.name == kind) else {
+            let known: Vec<&str> = ADAPTERS.iter().map(|a| a.name).collect();
             return Err(D::Error::custom(format!(
                 "unknown source type `{kind}`, expected one of: {}",
                 known.join(", ")
             )));
         };
-        adapter
-            .parse(table)
+        (adapter.parse)(table)
             .map(SourceConfig)
             .map_err(D::Error::custom)
     }
@@ -223,8 +282,8 @@ mod tests {
 
     #[test]
     fn adapters_have_distinct_names_and_id_kinds() {
-        let mut names: Vec<&str> = ADAPTERS.iter().map(|a| a.name()).collect();
-        let mut kinds: Vec<u8> = ADAPTERS.iter().map(|a| a.id_kind()).collect();
+        let mut names: Vec<&str> = ADAPTERS.iter().map(|a| a.name).collect();
+        let mut kinds: Vec<u8> = ADAPTERS.iter().map(|a| a.id_kind).collect();
         names.sort_unstable();
         names.dedup();
         kinds.sort_unstable();

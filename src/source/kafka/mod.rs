@@ -10,11 +10,10 @@ mod plan;
 mod position;
 mod record;
 
-use std::any::Any;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -26,30 +25,20 @@ pub use position::{KafkaPosition, UNKNOWN};
 use record::{PayloadMode, RecordEncoder};
 
 use crate::bus::{Cursor, Hub, Selector};
-use crate::event_id::{IdError, RawId};
 use crate::metrics::RouteMetrics;
 use crate::position::Position;
 use crate::problems::Problems;
 use crate::source::{
-    parse_section, Adapter, ClientStart, Plan, RouteOptions, SourceError, SourceSpec, StartPosition,
+    parse_section, spawn, Adapter, ClientStart, Plan, Reader, RouteOptions, SourceError,
+    SourceSpec, StartPosition,
 };
 
 /// The Kafka adapter (`type = "kafka"`).
-pub struct Kafka;
-
-impl Adapter for Kafka {
-    fn name(&self) -> &'static str {
-        "kafka"
-    }
-
-    fn id_kind(&self) -> u8 {
-        position::KIND
-    }
-
-    fn parse(&self, table: serde_json::Value) -> Result<Box<dyn SourceSpec>, String> {
-        parse_section::<KafkaSourceConfig>(table)
-    }
-}
+pub const ADAPTER: Adapter = Adapter {
+    name: "kafka",
+    id_kind: position::KIND,
+    parse: parse_section::<KafkaSourceConfig>,
+};
 
 impl SourceSpec for KafkaSourceConfig {
     fn kind(&self) -> &'static str {
@@ -98,35 +87,26 @@ impl SourceSpec for KafkaSourceConfig {
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> Arc<dyn crate::source::Source> {
-        let src = KafkaSource::new(route, self.clone(), hub);
-        let runner = src.clone();
-        tracker.spawn(async move { runner.run(cancel).await });
-        Arc::new(Running(src))
-    }
-
-    fn clone_box(&self) -> Box<dyn SourceSpec> {
-        Box::new(self.clone())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
+        spawn(KafkaSource::new(route, self.clone(), hub), tracker, cancel)
     }
 }
 
-/// A running Kafka source, as the facade hands it out.
-struct Running(Arc<KafkaSource>);
+impl Reader for KafkaSource {
+    type Position = KafkaPosition;
 
-impl crate::source::Source for Running {
-    fn position(&self, id: &RawId) -> Result<Box<dyn Position>, IdError> {
-        Ok(Box::new(id.parse::<KafkaPosition>()?))
+    fn run(self: Arc<Self>, cancel: CancellationToken) -> impl Future<Output = ()> + Send {
+        consumer::run(self, cancel)
     }
 
-    fn plan(&self, start: ClientStart) -> BoxFuture<'_, Result<Plan, SourceError>> {
-        Box::pin(self.0.plan(start))
+    fn plan(
+        self: &Arc<Self>,
+        start: ClientStart,
+    ) -> impl Future<Output = Result<Plan, SourceError>> + Send {
+        self.plan_client(start)
     }
 
-    fn resync(&self, cursor: Cursor) -> Plan {
-        self.0.attach(cursor)
+    fn attach(self: &Arc<Self>, cursor: Cursor) -> Plan {
+        self.attach_cursor(cursor)
     }
 }
 
@@ -182,11 +162,6 @@ impl KafkaSource {
             hub,
             admin: Mutex::new(None),
         })
-    }
-
-    /// Run the shared consumer until `cancel` fires, reconnecting with backoff.
-    async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        consumer::run(self, cancel).await
     }
 
     /// A consumer for metadata and offset queries (created once, on first use).

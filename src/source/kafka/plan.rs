@@ -39,7 +39,10 @@ struct Unservable {
 
 impl KafkaSource {
     /// Plan the start of a new client.
-    pub(super) async fn plan(self: &Arc<Self>, start: ClientStart) -> Result<Plan, SourceError> {
+    pub(super) async fn plan_client(
+        self: &Arc<Self>,
+        start: ClientStart,
+    ) -> Result<Plan, SourceError> {
         match start {
             ClientStart::Default if self.start == StartPosition::Latest => {
                 let (seq, head) = self.hub.head();
@@ -61,7 +64,7 @@ impl KafkaSource {
                     .await?;
                 Ok(Plan {
                     outcome: None,
-                    ..self.attach(Cursor::new(Box::new(pos), false))
+                    ..self.attach_cursor(Cursor::new(Box::new(pos), false))
                 })
             }
             ClientStart::Since(ms) => {
@@ -70,7 +73,7 @@ impl KafkaSource {
                     .await?;
                 Ok(Plan {
                     outcome: None,
-                    ..self.attach(Cursor::new(Box::new(pos), false))
+                    ..self.attach_cursor(Cursor::new(Box::new(pos), false))
                 })
             }
             ClientStart::Id(asked) => {
@@ -83,7 +86,7 @@ impl KafkaSource {
                     return Ok(self.attach_in(Cursor::new(Box::new(asked), false), window));
                 }
                 let (pos, bad) = self.query(move |src, c| src.validate(c, asked)).await?;
-                let mut plan = self.attach(Cursor::new(Box::new(pos), false));
+                let mut plan = self.attach_cursor(Cursor::new(Box::new(pos), false));
                 if !bad.is_empty() {
                     plan.preamble.push(self.reset_frame(&plan.cursor, &bad));
                     plan.outcome = Some(ResumeOutcome::Reset);
@@ -95,7 +98,7 @@ impl KafkaSource {
 
     /// Attach a cursor to the ring: partitions below the ring's base are read from Kafka
     /// first (only those), then the ring from its oldest event.
-    pub(super) fn attach(self: &Arc<Self>, cursor: Cursor) -> Plan {
+    pub(super) fn attach_cursor(self: &Arc<Self>, cursor: Cursor) -> Plan {
         self.attach_in(cursor, self.window())
     }
 

@@ -3,8 +3,6 @@
 //! [`Position`] implementation is the one place the Kafka advance rule lives (the route's
 //! head, the ring's base and every client's cursor move by it).
 
-use std::any::Any;
-
 use crate::event_id::varint;
 use crate::position::{Accept, Decode, Lane, Position, Step};
 
@@ -215,18 +213,6 @@ impl Position for KafkaPosition {
                 }
             }
         }
-    }
-
-    fn clone_box(&self) -> Box<dyn Position> {
-        Box::new(self.clone())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }
 

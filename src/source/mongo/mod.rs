@@ -9,11 +9,10 @@ mod encode;
 mod position;
 mod shared;
 
-use std::any::Any;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use mongodb::bson::{Document, Timestamp};
 use mongodb::change_stream::event::{ChangeStreamEvent, ResumeToken};
 use mongodb::change_stream::ChangeStream;
@@ -28,31 +27,21 @@ pub use position::MongoToken;
 
 use crate::bus::{Cursor, Hub, Selector};
 use crate::event_id;
-use crate::event_id::{IdError, RawId};
 use crate::metrics::{ResumeOutcome, RouteMetrics};
 use crate::position::Position;
 use crate::problems::Problems;
 use crate::source::{
-    parse_section, Adapter, ClientStart, Plan, RouteOptions, SourceError, SourceSpec, StartPosition,
+    parse_section, spawn, Adapter, ClientStart, Plan, Reader, RouteOptions, SourceError,
+    SourceSpec, StartPosition,
 };
 use crate::sse;
 
 /// The MongoDB adapter (`type = "mongodb"`).
-pub struct Mongo;
-
-impl Adapter for Mongo {
-    fn name(&self) -> &'static str {
-        "mongodb"
-    }
-
-    fn id_kind(&self) -> u8 {
-        position::KIND
-    }
-
-    fn parse(&self, table: serde_json::Value) -> Result<Box<dyn SourceSpec>, String> {
-        parse_section::<MongoSourceConfig>(table)
-    }
-}
+pub const ADAPTER: Adapter = Adapter {
+    name: "mongodb",
+    id_kind: position::KIND,
+    parse: parse_section::<MongoSourceConfig>,
+};
 
 impl SourceSpec for MongoSourceConfig {
     fn kind(&self) -> &'static str {
@@ -112,35 +101,26 @@ impl SourceSpec for MongoSourceConfig {
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> Arc<dyn crate::source::Source> {
-        let src = MongoSource::new(route, self.clone(), hub);
-        let runner = src.clone();
-        tracker.spawn(async move { runner.run(cancel).await });
-        Arc::new(Running(src))
-    }
-
-    fn clone_box(&self) -> Box<dyn SourceSpec> {
-        Box::new(self.clone())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
+        spawn(MongoSource::new(route, self.clone(), hub), tracker, cancel)
     }
 }
 
-/// A running MongoDB source, as the facade hands it out.
-struct Running(Arc<MongoSource>);
+impl Reader for MongoSource {
+    type Position = MongoToken;
 
-impl crate::source::Source for Running {
-    fn position(&self, id: &RawId) -> Result<Box<dyn Position>, IdError> {
-        Ok(Box::new(id.parse::<MongoToken>()?))
+    fn run(self: Arc<Self>, cancel: CancellationToken) -> impl Future<Output = ()> + Send {
+        shared::run(self, cancel)
     }
 
-    fn plan(&self, start: ClientStart) -> BoxFuture<'_, Result<Plan, SourceError>> {
-        Box::pin(self.0.plan(start))
+    fn plan(
+        self: &Arc<Self>,
+        start: ClientStart,
+    ) -> impl Future<Output = Result<Plan, SourceError>> + Send {
+        self.plan_client(start)
     }
 
-    fn resync(&self, cursor: Cursor) -> Plan {
-        self.0.attach(cursor)
+    fn attach(self: &Arc<Self>, cursor: Cursor) -> Plan {
+        self.attach_cursor(cursor)
     }
 }
 
@@ -208,11 +188,6 @@ impl MongoSource {
         })
     }
 
-    /// Run the shared change stream until `cancel` fires.
-    async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        shared::run(self, cancel).await
-    }
-
     async fn client(&self) -> Result<Client, SourceError> {
         if let Some(c) = self.client.lock().as_ref() {
             return Ok(c.clone());
@@ -275,12 +250,12 @@ impl MongoSource {
     }
 
     /// Plan the start of a new client.
-    async fn plan(self: &Arc<Self>, start: ClientStart) -> Result<Plan, SourceError> {
+    async fn plan_client(self: &Arc<Self>, start: ClientStart) -> Result<Plan, SourceError> {
         match start {
             ClientStart::Default => Ok(self.live_plan(None)),
             ClientStart::Id(asked) => {
                 let t = MongoToken::of(&*asked).ok_or(SourceError::WrongKind)?;
-                let plan = self.attach(Cursor::new(Box::new(t.clone()), false));
+                let plan = self.attach_cursor(Cursor::new(Box::new(t.clone()), false));
                 if plan.catchup.is_none() {
                     return Ok(plan);
                 }
@@ -360,7 +335,7 @@ impl MongoSource {
 
     /// Attach a cursor to the ring: at the head, after its token in the ring, or (when
     /// the ring does not hold the token) with a catch-up placeholder the caller fills.
-    fn attach(self: &Arc<Self>, cursor: Cursor) -> Plan {
+    fn attach_cursor(self: &Arc<Self>, cursor: Cursor) -> Plan {
         let Some(c) = MongoToken::of(&*cursor.position).cloned() else {
             return self.live_plan(None);
         };

@@ -3,8 +3,6 @@
 //! totally ordered, so a client either has joined the route's stream (every later event
 //! is new to it) or is still looking for its token; [`Position::accept`] is that rule.
 
-use std::any::Any;
-
 use bytes::Bytes;
 use mongodb::bson::{self, Bson, Document};
 use mongodb::change_stream::event::ResumeToken;
@@ -108,18 +106,6 @@ impl Position for MongoToken {
 
     fn same(&self, other: &dyn Position) -> bool {
         MongoToken::of(other) == Some(self)
-    }
-
-    fn clone_box(&self) -> Box<dyn Position> {
-        Box::new(self.clone())
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
     }
 }
 
