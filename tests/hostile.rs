@@ -157,3 +157,99 @@ async fn wait_until_route_ready(admin: std::net::SocketAddr, name: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Write `parts` to a new connection one after another (each its own write, a pause
+/// between), then read the whole answer (the server closes after it).
+async fn trickle(addr: std::net::SocketAddr, parts: &[Vec<u8>]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    for p in parts {
+        if tcp.write_all(p).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut out = Vec::new();
+    let mut b = [0u8; 4096];
+    // The status line and headers are enough.
+    let _ = tokio::time::timeout(T, async {
+        while !out.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tcp.read(&mut b).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&b[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_head_limit_holds_however_the_head_arrives() {
+    let topic = unique("hostile-head");
+    create_topic(&topic, 1).await;
+    let b = bridge(&config("r", &topic, "")).await;
+    let filler = |n: usize| format!("x-fill: {}\r\n", "a".repeat(n)).into_bytes();
+    for path in ["/streams/r", "/console/api/routes", "/nope"] {
+        // 25 KiB in three writes, the empty line only in the last.
+        let parts = vec![
+            [
+                format!("GET {path} HTTP/1.1\r\nHost: x\r\n").into_bytes(),
+                filler(8000),
+            ]
+            .concat(),
+            filler(8000),
+            [filler(8000), b"\r\n".to_vec()].concat(),
+        ];
+        let answer = trickle(b.http_addr, &parts).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 431"),
+            "{path}, in 3 writes: {answer}"
+        );
+        // 20 KiB in one write.
+        let one = vec![[
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\n").into_bytes(),
+            filler(20_000),
+            b"\r\n".to_vec(),
+        ]
+        .concat()];
+        let answer = trickle(b.http_addr, &one).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 431"),
+            "{path}, in 1 write: {answer}"
+        );
+    }
+    // A head just within the limit is served.
+    let ok = vec![[
+        b"GET /streams/r HTTP/1.1\r\nHost: x\r\n".to_vec(),
+        filler(15_000),
+        b"\r\n".to_vec(),
+    ]
+    .concat()];
+    let answer = trickle(b.http_addr, &ok).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_lf_heads_are_read() {
+    let topic = unique("hostile-lf");
+    create_topic(&topic, 1).await;
+    let b = bridge(&config("r", &topic, "")).await;
+    let started = tokio::time::Instant::now();
+    let answer = trickle(
+        b.http_addr,
+        &[b"GET /streams/r HTTP/1.1\nHost: x\n\n".to_vec()],
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("text/event-stream"),
+        "answered as a stream: {answer}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered at once"
+    );
+    let answer = trickle(b.http_addr, &[b"GET /nope HTTP/1.1\nHost: x\n\n".to_vec()]).await;
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+}

@@ -263,6 +263,8 @@ where
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
                 .keep_alive(!streams)
+                // The head limit holds on this path too (431 beyond it).
+                .max_buf_size(native::MAX_HEAD)
                 .serve_connection(
                     TokioIo::new(native::Prefixed::new(prefix, tcp)),
                     TowerToHyperService::new(svc),

@@ -35,7 +35,7 @@ use super::{multiplex, open, App};
 use futures::StreamExt;
 
 /// Longest request head read before answering 431.
-const MAX_HEAD: usize = 16 * 1024;
+pub(crate) const MAX_HEAD: usize = 16 * 1024;
 /// Time a client gets to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -49,14 +49,15 @@ pub enum Head {
     Close,
 }
 
-/// Read until the end of a request head (`\r\n\r\n`), at most [`MAX_HEAD`] bytes and
-/// `within`: the bytes read, and the head's length when it is complete.
+/// Read until the end of a request head (an empty line, CRLF or bare LF as RFC 9112
+/// allows), at most [`MAX_HEAD`] bytes however many reads it takes, within `within`: the
+/// bytes read, and the head's length when it is complete and within the limit.
 pub async fn read_head_bytes(tcp: &mut TcpStream, within: Duration) -> (Vec<u8>, Option<usize>) {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     let end = tokio::time::timeout(within, async {
         loop {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                return Some(end + 4);
+            if let Some(end) = head_end(&buf) {
+                return (end <= MAX_HEAD).then_some(end);
             }
             if buf.len() >= MAX_HEAD {
                 return None;
@@ -74,10 +75,25 @@ pub async fn read_head_bytes(tcp: &mut TcpStream, within: Duration) -> (Vec<u8>,
     (buf, end)
 }
 
+/// The length of the head in `buf`: up to and including its empty line.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.iter().enumerate().find_map(|(i, &b)| {
+        if b != b'\n' {
+            return None;
+        }
+        match buf.get(i + 1..) {
+            Some([b'\n', ..]) => Some(i + 2),
+            Some([b'\r', b'\n', ..]) => Some(i + 3),
+            _ => None,
+        }
+    })
+}
+
 /// Read the request head and decide who answers it.
 pub async fn read_head(tcp: &mut TcpStream, app: &App) -> Head {
     let (buf, end) = read_head_bytes(tcp, HEAD_TIMEOUT).await;
     let Some(head_len) = end else {
+        // Incomplete at the limit, or complete beyond it.
         if buf.len() >= MAX_HEAD {
             let _ = tcp
                 .write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\ncontent-length: 66\r\nconnection: close\r\n\r\n{\"error\":\"headers_too_large\",\"message\":\"request head over 16 KiB\"}")
@@ -437,5 +453,19 @@ impl AsyncWrite for Prefixed {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_end_at_an_empty_line_crlf_or_bare_lf() {
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nrest"), Some(27));
+        assert_eq!(head_end(b"GET / HTTP/1.1\nHost: x\n\nrest"), Some(24));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\n\r\n"), Some(26));
+        assert_eq!(head_end(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+        assert_eq!(head_end(b""), None);
     }
 }
