@@ -22,6 +22,8 @@ pub enum DisconnectReason {
     TokenExpired,
     /// The stream reached `server.max_connection_age`.
     MaxAge,
+    /// The client's socket took no bytes for `server.write_timeout`.
+    WriteTimeout,
 }
 
 impl DisconnectReason {
@@ -34,6 +36,7 @@ impl DisconnectReason {
             DisconnectReason::SourceError => "source_error",
             DisconnectReason::TokenExpired => "token_expired",
             DisconnectReason::MaxAge => "max_age",
+            DisconnectReason::WriteTimeout => "write_timeout",
         }
     }
 }

@@ -253,3 +253,45 @@ async fn bare_lf_heads_are_read() {
     let answer = trickle(b.http_addr, &[b"GET /nope HTTP/1.1\nHost: x\n\n".to_vec()]).await;
     assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_socket_takes_nothing_meets_the_write_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let topic = unique("hostile-deadline");
+    create_topic(&topic, 1).await;
+    // The lag limit is out of reach, so only the write deadline can cut the client off.
+    let toml = config(
+        "r",
+        &topic,
+        "replay = { max_events = 100000 }\nmax_client_lag = 100000",
+    )
+    .replace("[server]\n", "[server]\nwrite_timeout = \"1s\"\n");
+    let b = bridge(&toml).await;
+    let url = format!("http://{}/streams/r", b.http_addr);
+    // A socket that never reads after its request.
+    let mut stuck = tokio::net::TcpStream::connect(b.http_addr).await.unwrap();
+    stuck
+        .write_all(b"GET /streams/r HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut fast = SseClient::connect(&url, None).await;
+    let gauge = "sse_bridge_connections_active{route=\"r\"}";
+    wait_metric(b.admin_addr, gauge, |v| v == 2.0).await;
+    let timed_out = "sse_bridge_disconnects_total{reason=\"write_timeout\",route=\"r\"}";
+    let p = producer();
+    let big = "x".repeat(16 * 1024);
+    // Enough to fill the stuck socket's buffers many times over.
+    for batch in 0..20 {
+        for i in 0..100 {
+            produce_text(&p, &topic, &format!("{}:{big}", batch * 100 + i)).await;
+        }
+        let got = fast.take(100, T).await;
+        assert!(got[0].data.starts_with(&format!("{}:", batch * 100)));
+    }
+    wait_metric(b.admin_addr, timed_out, |v| v == 1.0).await;
+    wait_metric(b.admin_addr, gauge, |v| v == 1.0).await;
+    // The reader is still served.
+    produce_text(&p, &topic, "after").await;
+    assert_eq!(fast.next(T).await.expect("event").data, "after");
+    drop(stuck);
+}

@@ -95,6 +95,11 @@ pub struct ServerConfig {
     pub drain_window: Duration,
     /// Serve the console page at `/` (and its assets under `/console/`).
     pub console: bool,
+    /// A client whose socket takes no bytes for this long, at the head or catching up,
+    /// is disconnected (`disconnects_total{reason="write_timeout"}`) and everything it
+    /// held is freed.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -117,6 +122,7 @@ impl Default for ServerConfig {
             multiplex_path: "/streams".into(),
             drain_window: Duration::from_secs(5),
             console: true,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -46,6 +46,9 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
             "must be shorter than server.shutdown_grace (streams drain, then the process exits)",
         );
     }
+    if s.write_timeout.as_millis() < 100 {
+        p.push("server.write_timeout", "must be at least 100ms");
+    }
     if s.max_connection_age.is_some_and(|a| a.as_secs() < 1) {
         p.push("server.max_connection_age", "must be at least 1s");
     }

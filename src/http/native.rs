@@ -217,9 +217,14 @@ pub async fn serve_stream(
         return;
     }
     drop(head);
+    let sink = Sink {
+        tcp: Arc::new(tcp),
+        chunked,
+        deadline: app.server.write_timeout,
+    };
     match opened {
-        Opened::Route(stream, parking) => pump(tcp, stream, kill, parking, chunked).await,
-        Opened::Merged(chunks) => pump_merged(tcp, chunks, kill, chunked).await,
+        Opened::Route(stream, parking) => pump(sink, stream, kill, parking).await,
+        Opened::Merged(chunks) => pump_merged(sink, chunks, kill).await,
     }
 }
 
@@ -230,15 +235,71 @@ enum Opened {
     Merged(multiplex::Chunks),
 }
 
-/// Write a merged stream's chunks until it ends, the client goes away or the connection
-/// is killed.
-async fn pump_merged(
-    tcp: TcpStream,
-    mut chunks: multiplex::Chunks,
-    kill: CancellationToken,
+/// Where a stream's bytes go: the socket, its framing and its write deadline.
+struct Sink {
+    tcp: Arc<TcpStream>,
+    /// HTTP/1.1 chunked framing (else HTTP/1.0: bytes as they are).
     chunked: bool,
-) {
-    let gone = gone(&tcp);
+    /// Longest time the socket may take no bytes.
+    deadline: Duration,
+}
+
+impl Sink {
+    /// Write `chunk` with chunked framing (in one vectored write when the socket takes
+    /// it), or for `None` the final empty chunk; `Ok(false)` once the response is
+    /// complete. Without `chunked` (HTTP/1.0) the bytes go as they are and the end is the
+    /// connection's.
+    async fn chunk(&self, chunk: Option<Bytes>) -> io::Result<bool> {
+        let Some(mut chunk) = chunk else {
+            if self.chunked {
+                self.all(&mut Bytes::from_static(b"0\r\n\r\n")).await?;
+            }
+            return Ok(false);
+        };
+        if !self.chunked {
+            self.all(&mut chunk).await?;
+            return Ok(true);
+        }
+        let mut framed = Bytes::from(format!("{:x}\r\n", chunk.len()))
+            .chain(chunk)
+            .chain(&b"\r\n"[..]);
+        self.all(&mut framed).await?;
+        Ok(true)
+    }
+
+    /// Write all of `buf`; `TimedOut` when the socket takes no bytes for the deadline.
+    async fn all(&self, buf: &mut impl Buf) -> io::Result<()> {
+        while buf.has_remaining() {
+            let mut slices = [io::IoSlice::new(&[]); 4];
+            let n = buf.chunks_vectored(&mut slices);
+            match self.tcp.try_write_vectored(&slices[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => buf.advance(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    tokio::time::timeout(self.deadline, self.tcp.writable())
+                        .await
+                        .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a failed write means for the stream: a write deadline passed, or the client is
+/// gone.
+fn write_failed(stream: &mut ClientStream, e: &io::Error) {
+    if e.kind() == io::ErrorKind::TimedOut {
+        stream.write_timed_out();
+    }
+}
+
+/// Write a merged stream's chunks until it ends, the client goes away, the connection
+/// is killed or a write passes its deadline.
+async fn pump_merged(sink: Sink, mut chunks: multiplex::Chunks, kill: CancellationToken) {
+    let gone = gone(&sink.tcp);
     tokio::pin!(gone);
     let killed = kill.cancelled();
     tokio::pin!(killed);
@@ -249,23 +310,24 @@ async fn pump_merged(
             _ = &mut killed => return,
         };
         tokio::select! {
-            r = write_chunk(&tcp, chunk, chunked) => if !matches!(r, Ok(true)) { return },
+            r = sink.chunk(chunk) => if !matches!(r, Ok(true)) { return },
             _ = &mut killed => return,
         }
     }
 }
 
-/// Write the stream's chunks until it ends, the client goes away or the connection is
-/// killed (too slow). While the stream is live at the head, its socket is parked with a
-/// fan-out writer, which writes the route's events to it; this task then only waits.
+/// Write the stream's chunks until it ends, the client goes away, the connection is
+/// killed (too slow), a write passes its deadline, or the stream is cancelled (shutdown,
+/// route removed: a blocked write ends at once). While the stream is live at the head,
+/// its socket is parked with a fan-out writer, which writes the route's events to it;
+/// this task then only waits.
 async fn pump(
-    tcp: TcpStream,
+    sink: Sink,
     mut stream: ClientStream,
     kill: CancellationToken,
     parking: Option<Parking>,
-    chunked: bool,
 ) {
-    let tcp = Arc::new(tcp);
+    let tcp = sink.tcp.clone();
     // Long-lived watchers (not re-armed per chunk): the client closing, the connection
     // being killed.
     let gone = gone(&tcp);
@@ -296,8 +358,13 @@ async fn pump(
                 stream.unpark(back.seq, back.cursor, back.last_write);
                 if let Some(mut rest) = back.pending {
                     tokio::select! {
-                        r = write_all(&tcp, &mut rest) => if r.is_err() { return },
+                        biased;
+                        r = sink.all(&mut rest) => if let Err(e) = r {
+                            write_failed(&mut stream, &e);
+                            return;
+                        },
                         _ = &mut killed => return,
+                        _ = cancel.cancelled() => return,
                     }
                 }
                 continue;
@@ -310,48 +377,20 @@ async fn pump(
         };
         let len = chunk.as_ref().map_or(0, Bytes::len);
         tokio::select! {
-            r = write_chunk(&tcp, chunk, chunked) => if !matches!(r, Ok(true)) { return },
+            biased;
+            r = sink.chunk(chunk) => match r {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    write_failed(&mut stream, &e);
+                    return;
+                }
+            },
             _ = &mut killed => return,
+            _ = cancel.cancelled() => return,
         }
         stream.wrote(len);
     }
-}
-
-/// Write `chunk` with chunked framing (in one vectored write when the socket takes it),
-/// or for `None` the final empty chunk; `Ok(false)` once the response is complete. Without
-/// `chunked` (HTTP/1.0) the bytes go as they are and the end is the connection's.
-async fn write_chunk(tcp: &TcpStream, chunk: Option<Bytes>, chunked: bool) -> io::Result<bool> {
-    let Some(mut chunk) = chunk else {
-        if chunked {
-            write_all(tcp, &mut Bytes::from_static(b"0\r\n\r\n")).await?;
-        }
-        return Ok(false);
-    };
-    if !chunked {
-        write_all(tcp, &mut chunk).await?;
-        return Ok(true);
-    }
-    let mut framed = Bytes::from(format!("{:x}\r\n", chunk.len()))
-        .chain(chunk)
-        .chain(&b"\r\n"[..]);
-    write_all(tcp, &mut framed).await?;
-    Ok(true)
-}
-
-/// Write all of `buf` to a shared socket.
-async fn write_all(tcp: &TcpStream, buf: &mut impl Buf) -> io::Result<()> {
-    while buf.has_remaining() {
-        let mut slices = [io::IoSlice::new(&[]); 4];
-        let n = buf.chunks_vectored(&mut slices);
-        match tcp.try_write_vectored(&slices[..n]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => buf.advance(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => tcp.writable().await?,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// Resolves when the client closes its side (or the socket fails).

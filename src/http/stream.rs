@@ -252,6 +252,11 @@ impl ClientStream {
         Some(chunk)
     }
 
+    /// The client's socket took no bytes for the write deadline: the stream ends so.
+    pub fn write_timed_out(&mut self) {
+        self.finish(DisconnectReason::WriteTimeout);
+    }
+
     /// The token that ends the stream at shutdown.
     pub fn cancel_token(&self) -> &CancellationToken {
         &self.cancel
