@@ -226,17 +226,6 @@ pub enum ClientStart {
     Since(i64),
 }
 
-impl PartialEq for ClientStart {
-    fn eq(&self, other: &ClientStart) -> bool {
-        match (self, other) {
-            (ClientStart::Default, ClientStart::Default) => true,
-            (ClientStart::Id(a), ClientStart::Id(b)) => a.same(&**b),
-            (ClientStart::Since(a), ClientStart::Since(b)) => a == b,
-            _ => false,
-        }
-    }
-}
-
 /// Events read from the source for one client before it joins the ring.
 pub type CatchupStream = Pin<Box<dyn Stream<Item = Result<Arc<Event>, SourceError>> + Send>>;
 
