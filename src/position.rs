@@ -78,6 +78,8 @@ pub trait Boxed: Any {
     fn as_any(&self) -> &dyn Any;
     /// For an adapter to change its own type in place.
     fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// For an adapter to take its own type out of the box, without a copy.
+    fn into_any(self: Box<Self>) -> Box<dyn Any>;
 }
 
 impl<T: Position + Clone> Boxed for T {
@@ -88,6 +90,9 @@ impl<T: Position + Clone> Boxed for T {
         self
     }
     fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
         self
     }
 }

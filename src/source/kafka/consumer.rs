@@ -86,7 +86,7 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
             src.cfg.topics[i]
         )));
     }
-    let head = kafka(&*src.hub.head().1);
+    let head = kafka(src.hub.head().1);
     let warm = src.warm_events;
     let total: usize = counts.iter().map(|n| n.unwrap_or(0)).sum();
     let per_partition = (warm / total.max(1)) as i64;
@@ -130,20 +130,20 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
     let mut warm_check = tokio::time::interval(WARMUP_CHECK);
     // The route's head position: only this task moves it, so it is kept here rather than
     // read back from the hub for every record.
-    let mut pos = kafka(&*src.hub.head().1);
+    let mut pos = kafka(src.hub.head().1);
     let mut topics = TopicWatch::default();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             _ = warm_check.tick(), if !live => {
                 let c = consumer.clone();
-                let pos = blocking(&c, |c| c.position()).await?;
+                let fetched = blocking(&c, |c| c.position()).await?;
                 live = parts.iter().all(|p| {
                     let topic = &src.cfg.topics[usize::from(p.topic)];
-                    p.warm_until <= 0 || pos.find_partition(topic, p.partition).is_some_and(|e| match e.offset() {
+                    p.warm_until <= 0 || fetched.find_partition(topic, p.partition).is_some_and(|e| match e.offset() {
                         Offset::Offset(o) => o >= p.warm_until,
                         _ => false,
-                    }) || src.position_of(p.topic, p.partition) >= p.warm_until
+                    }) || pos.get(usize::from(p.topic), p.partition) >= p.warm_until
                 });
                 if live {
                     info!(route = %src.route, "kafka source live");
@@ -153,7 +153,7 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
             _ = refresh.tick() => {
                 refresh_metadata(src, &consumer, &mut parts, &mut topics).await?;
                 // The refresh may have moved the head (new partitions, resets).
-                pos = kafka(&*src.hub.head().1);
+                pos = kafka(src.hub.head().1);
             }
             m = consumer.recv() => match m {
                 Ok(msg) => publish(src, &msg, &mut pos),
@@ -164,12 +164,6 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
                 }
             },
         }
-    }
-}
-
-impl KafkaSource {
-    fn position_of(&self, topic: u16, partition: i32) -> i64 {
-        kafka(&*self.hub.head().1).get(usize::from(topic), partition)
     }
 }
 
@@ -297,7 +291,7 @@ async fn refresh_metadata(
         if watch.gone.remove(&ti) {
             // Deleted and created again: a new log. Every known partition restarts at
             // its first offset, announced to clients; then the whole assignment restarts.
-            let mut head = kafka(&*src.hub.head().1);
+            let mut head = kafka(src.hub.head().1);
             for p in parts
                 .iter()
                 .filter(|p| usize::from(p.topic) == ti && (p.partition as usize) < n)
@@ -341,7 +335,7 @@ async fn refresh_metadata(
         }
     }
     if reassign {
-        let head = kafka(&*src.hub.head().1);
+        let head = kafka(src.hub.head().1);
         let mut tpl = TopicPartitionList::new();
         for p in parts.iter() {
             let at = head.get(usize::from(p.topic), p.partition).max(0);
@@ -362,7 +356,7 @@ async fn refresh_metadata(
         let Ok((low, high)) = blocking(consumer, move |c| watermarks(c, &t, part)).await else {
             continue;
         };
-        let mut head = kafka(&*src.hub.head().1);
+        let mut head = kafka(src.hub.head().1);
         let at = head.get(usize::from(p.topic), p.partition);
         if at != UNKNOWN && (at > high || at < low) {
             // The log moved under us: recreated (position beyond its end) or retention

@@ -121,9 +121,13 @@ fn unavailable(e: KafkaError) -> SourceError {
     SourceError::Unavailable(format!("kafka: {e}"))
 }
 
-/// The Kafka position of a route's hub (which only ever holds Kafka positions).
-fn kafka(p: &dyn Position) -> KafkaPosition {
-    KafkaPosition::of(p).cloned().unwrap_or_default()
+/// The Kafka position in a box the route's hub handed out (a Kafka route's hub only ever
+/// holds Kafka positions), taken out without a copy.
+fn kafka(p: Box<dyn Position>) -> KafkaPosition {
+    p.into_any()
+        .downcast::<KafkaPosition>()
+        .map(|k| *k)
+        .unwrap_or_default()
 }
 
 /// Timeout of metadata, watermark and time-index queries.

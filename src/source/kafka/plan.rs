@@ -47,7 +47,7 @@ impl KafkaSource {
             ClientStart::Default if self.start == StartPosition::Latest => {
                 let (seq, head) = self.hub.head();
                 Ok(Plan {
-                    cursor: Cursor::new(Box::new(kafka(&*head)), true),
+                    cursor: Cursor::new(head, true),
                     next_seq: seq,
                     catchup: None,
                     preamble: Vec::new(),
@@ -107,9 +107,9 @@ impl KafkaSource {
         let (first_seq, base, head_seq, head) = self.hub.window();
         Window {
             first_seq,
-            base: kafka(&*base),
+            base: kafka(base),
             head_seq,
-            head: kafka(&*head),
+            head: kafka(head),
         }
     }
 

@@ -126,7 +126,12 @@ impl Reader for MongoSource {
 
 /// The token of a route's hub (which only ever holds MongoDB positions).
 fn head_token(hub: &Hub) -> MongoToken {
-    MongoToken::of(&*hub.head().1).cloned().unwrap_or_default()
+    hub.head()
+        .1
+        .into_any()
+        .downcast::<MongoToken>()
+        .map(|t| *t)
+        .unwrap_or_default()
 }
 
 /// How long the server holds an empty `getMore` (also how often idle tokens advance).
