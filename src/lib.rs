@@ -89,6 +89,7 @@ pub struct Running {
     admin_stop: CancellationToken,
     tracker: TaskTracker,
     grace: Duration,
+    catchup: Arc<source::CatchupLimits>,
 }
 
 /// Start every source and both servers; returns once the listeners are bound.
@@ -97,6 +98,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let tracker = TaskTracker::new();
     let sources = CancellationToken::new();
     let streams = CancellationToken::new();
+    let catchup = source::CatchupLimits::new(settings.server.catchup.clone());
     let table = route_set::start_all(
         &settings,
         &route_set::Scope {
@@ -105,6 +107,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             sources: &sources,
             streams: &streams,
             server: &settings.server,
+            catchup: &catchup,
         },
     )?;
     let app = Arc::new(App {
@@ -176,6 +179,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         admin_stop,
         tracker,
         grace,
+        catchup,
     })
 }
 
@@ -256,6 +260,7 @@ impl Running {
                 sources: &self.sources,
                 streams: &self.app.streams,
                 server: &self.app.server,
+                catchup: &self.catchup,
             },
         )
     }

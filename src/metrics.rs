@@ -85,6 +85,10 @@ pub struct Metrics {
     parked: IntGaugeVec,
     replay_events: IntGaugeVec,
     replay_bytes: IntGaugeVec,
+    catchup_readers: IntGaugeVec,
+    catchup_clients: IntGaugeVec,
+    catchup_bytes: IntGaugeVec,
+    catchup_refused: IntCounterVec,
     /// Requests refused before a stream opened, by HTTP status.
     pub rejected: IntCounterVec,
 }
@@ -253,6 +257,46 @@ impl Metrics {
                     route,
                 )?,
             )?,
+            catchup_readers: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        format!("{p}catchup_readers"),
+                        "Shared catch-up readers reading history behind the replay buffer",
+                    ),
+                    route,
+                )?,
+            )?,
+            catchup_clients: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        format!("{p}catchup_clients"),
+                        "Clients reading from a shared catch-up reader",
+                    ),
+                    route,
+                )?,
+            )?,
+            catchup_bytes: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        format!("{p}catchup_buffer_bytes"),
+                        "Bytes held in the buffers of shared catch-up readers",
+                    ),
+                    route,
+                )?,
+            )?,
+            catchup_refused: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        format!("{p}catchup_refused_total"),
+                        "Clients refused (503 catchup_busy) because no catch-up reader was free",
+                    ),
+                    route,
+                )?,
+            )?,
             rejected: reg(
                 r,
                 IntCounterVec::new(
@@ -285,6 +329,10 @@ impl Metrics {
             parked: self.parked.with_label_values(l),
             replay_events: self.replay_events.with_label_values(l),
             replay_bytes: self.replay_bytes.with_label_values(l),
+            catchup_readers: self.catchup_readers.with_label_values(l),
+            catchup_clients: self.catchup_clients.with_label_values(l),
+            catchup_bytes: self.catchup_bytes.with_label_values(l),
+            catchup_refused: self.catchup_refused.with_label_values(l),
             disconnects: self.disconnects.clone(),
             resumes: self.resumes.clone(),
             consumer_lag: self.consumer_lag.clone(),
@@ -327,6 +375,14 @@ pub struct RouteMetrics {
     pub replay_events: IntGauge,
     /// Ring occupancy (bytes).
     pub replay_bytes: IntGauge,
+    /// Shared catch-up readers running.
+    pub catchup_readers: IntGauge,
+    /// Clients reading from catch-up readers.
+    pub catchup_clients: IntGauge,
+    /// Bytes buffered by catch-up readers.
+    pub catchup_bytes: IntGauge,
+    /// Clients refused for want of a catch-up reader.
+    pub catchup_refused: IntCounter,
     disconnects: IntCounterVec,
     resumes: IntCounterVec,
     consumer_lag: IntGaugeVec,

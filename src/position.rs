@@ -121,6 +121,14 @@ pub trait Position: Boxed + fmt::Debug + Send + Sync {
     /// True when this position equals `other` (a client at the route's head).
     fn same(&self, other: &dyn Position) -> bool;
 
+    /// True when a reader that has moved past everything before `base`, and nothing
+    /// after it, can still give this position every event it lacks: on every lane this
+    /// position is at or after `base` (a shared catch-up reader serves it from there).
+    /// Opaque positions can only tell equality, the default.
+    fn at_or_after(&self, base: &dyn Position) -> bool {
+        self.same(base)
+    }
+
     /// Lanes `head` knows and this position lacks start here where they are in `head`
     /// (a ring's oldest position, after new partitions appeared at the head).
     fn adopt_new_lanes(&mut self, head: &dyn Position) {

@@ -15,6 +15,7 @@ use crate::bus::Hub;
 use crate::config::{AuthConfig, ConfigError, RouteConfig, ServerConfig, Settings};
 use crate::http::{fanout::FanOut, App, RouteEntry, RouteTable};
 use crate::metrics::Metrics;
+use crate::source::{CatchupLimits, CatchupPool};
 use crate::{auth, source, StartError};
 
 /// What the route starts under.
@@ -29,6 +30,8 @@ pub struct Scope<'a> {
     pub streams: &'a CancellationToken,
     /// Server settings.
     pub server: &'a ServerConfig,
+    /// The process-wide bound on catch-up readers.
+    pub catchup: &'a Arc<CatchupLimits>,
 }
 
 /// Start route `rc` (whose loaded settings are `raw`).
@@ -65,12 +68,21 @@ pub fn start_route(
         scope.tracker,
         &stop,
     );
+    let catchup = CatchupPool::new(
+        scope.catchup.clone(),
+        rm.clone(),
+        scope.tracker.clone(),
+        stop.child_token(),
+    );
     let src = source::start(
         &rc.source,
         &rc.options(),
-        hub.clone(),
-        scope.tracker,
-        stop.child_token(),
+        source::Wiring {
+            hub: hub.clone(),
+            catchup,
+            tracker: scope.tracker,
+            cancel: stop.child_token(),
+        },
     );
     Ok(Arc::new(RouteEntry {
         name: rc.name.clone(),

@@ -21,8 +21,7 @@ use crate::position::{Accept, Position, Step};
 use crate::sse::{self, Frame};
 pub use clients::{ClientGuard, Clients};
 pub use filter::{Attrs, ClientFilter, Selector};
-pub use ring::Read;
-use ring::Ring;
+pub use ring::{Read, Ring};
 
 /// One encoded event.
 #[derive(Debug)]

@@ -31,7 +31,7 @@ pub enum Read {
     },
 }
 
-pub(super) struct Ring {
+pub struct Ring {
     events: VecDeque<Arc<Event>>,
     first_seq: u64,
     bytes: usize,
@@ -43,7 +43,7 @@ pub(super) struct Ring {
 }
 
 impl Ring {
-    pub(super) fn new(initial: Box<dyn Position>, max_events: usize, max_bytes: usize) -> Ring {
+    pub fn new(initial: Box<dyn Position>, max_events: usize, max_bytes: usize) -> Ring {
         let head_id = Bytes::from(event_id::encode(&*initial));
         Ring {
             events: VecDeque::new(),
@@ -57,7 +57,7 @@ impl Ring {
         }
     }
 
-    pub(super) fn push(&mut self, ev: Arc<Event>) {
+    pub fn push(&mut self, ev: Arc<Event>) {
         if ev.step.is_reset() {
             // Events before a reset belong to a log that is gone: drop them, so nobody
             // resumes into them; clients still reading them fall out and resume by id.
@@ -83,7 +83,7 @@ impl Ring {
         }
     }
 
-    pub(super) fn set_head(&mut self, f: impl FnOnce(&mut Box<dyn Position>)) {
+    pub fn set_head(&mut self, f: impl FnOnce(&mut Box<dyn Position>)) {
         f(&mut self.head);
         if self.events.is_empty() {
             self.base = self.head.clone();
@@ -95,7 +95,7 @@ impl Ring {
         self.head_id = Bytes::from(event_id::encode(&*self.head));
     }
 
-    pub(super) fn read(&self, from: u64, max: usize, out: &mut Vec<Arc<Event>>) -> Read {
+    pub fn read(&self, from: u64, max: usize, out: &mut Vec<Arc<Event>>) -> Read {
         let head = self.head_seq();
         if from < self.first_seq {
             return Read::Lagged {
@@ -117,7 +117,7 @@ impl Ring {
     }
 
     /// Sequence *after* the event whose id is `id` (where a client that has it reads on).
-    pub(super) fn find_id(&self, id: &[u8]) -> Option<u64> {
+    pub fn find_id(&self, id: &[u8]) -> Option<u64> {
         if !id.is_empty() && event_id::encode(&*self.base).as_bytes() == id {
             return Some(self.first_seq);
         }
@@ -127,23 +127,27 @@ impl Ring {
             .map(|i| self.first_seq + i as u64 + 1)
     }
 
-    pub(super) fn head_seq(&self) -> u64 {
+    pub fn head_seq(&self) -> u64 {
         self.first_seq + self.events.len() as u64
     }
-    pub(super) fn first_seq(&self) -> u64 {
+    pub fn first_seq(&self) -> u64 {
         self.first_seq
     }
-    pub(super) fn base(&self) -> &dyn Position {
+    pub fn base(&self) -> &dyn Position {
         &*self.base
     }
-    pub(super) fn head(&self) -> &dyn Position {
+    pub fn head(&self) -> &dyn Position {
         &*self.head
     }
-    pub(super) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.events.len()
     }
-    pub(super) fn bytes(&self) -> usize {
+    pub fn bytes(&self) -> usize {
         self.bytes
+    }
+    /// At its event or byte bound: the next push drops the oldest event.
+    pub fn full(&self) -> bool {
+        self.events.len() >= self.max_events || self.bytes >= self.max_bytes
     }
 }
 

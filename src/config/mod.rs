@@ -13,7 +13,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use crate::problems::{ConfigError, Problem};
-pub use crate::source::{EventNameConfig, ReplayConfig, RouteOptions, SourceConfig, StartPosition};
+pub use crate::source::{
+    CatchupConfig, EventNameConfig, ReplayConfig, RouteOptions, SourceConfig, StartPosition,
+};
 pub use access::{AuthConfig, ClaimFilter, JwtAlgorithm, JwtConfig, RouteAccess, Selector};
 
 /// Prefix of environment variables that override the file (`SSE_BRIDGE__SERVER__LISTEN`).
@@ -100,6 +102,9 @@ pub struct ServerConfig {
     /// held is freed.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
+    /// `[server.catchup]`: bounds of the shared readers that serve clients resuming from
+    /// behind the replay buffer.
+    pub catchup: CatchupConfig,
 }
 
 impl Default for ServerConfig {
@@ -123,6 +128,7 @@ impl Default for ServerConfig {
             drain_window: Duration::from_secs(5),
             console: true,
             write_timeout: Duration::from_secs(30),
+            catchup: CatchupConfig::default(),
         }
     }
 }

@@ -49,6 +49,28 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
     if s.write_timeout.as_millis() < 100 {
         p.push("server.write_timeout", "must be at least 100ms");
     }
+    let c = &s.catchup;
+    if c.max_readers == 0 {
+        p.push("server.catchup.max_readers", "must be at least 1");
+    }
+    if c.max_readers_per_route == 0 || c.max_readers_per_route > c.max_readers {
+        p.push(
+            "server.catchup.max_readers_per_route",
+            "must be at least 1 and at most server.catchup.max_readers",
+        );
+    }
+    if c.buffer_events == 0 {
+        p.push("server.catchup.buffer_events", "must be at least 1");
+    }
+    if c.buffer_bytes < 64 * 1024 {
+        p.push("server.catchup.buffer_bytes", "must be at least 65536 (64 KiB)");
+    }
+    if c.wait > std::time::Duration::from_secs(60) {
+        p.push("server.catchup.wait", "must be at most 60s");
+    }
+    if c.stall.as_millis() < 100 {
+        p.push("server.catchup.stall", "must be at least 100ms");
+    }
     if s.max_connection_age.is_some_and(|a| a.as_secs() < 1) {
         p.push("server.max_connection_age", "must be at least 1s");
     }

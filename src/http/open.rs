@@ -75,6 +75,17 @@ pub(crate) async fn open_stream(
                 "event id does not belong to this route's source",
             )));
         }
+        Err(SourceError::Busy { retry_after_s }) => {
+            tracing::info!(route = %route.name, "client refused: no catch-up reader free");
+            return Err(Box::new(unavailable(
+                "catchup_busy",
+                format!(
+                    "route `{}` is serving as many clients from history as it can; retry",
+                    route.name
+                ),
+                retry_after_s,
+            )));
+        }
         Err(e) => {
             tracing::warn!(route = %route.name, error = %e, "client refused: planning its start failed");
             return Err(Box::new(unavailable(

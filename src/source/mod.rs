@@ -19,6 +19,7 @@
 //! the config layer parses and validates sections through [`SourceConfig`], HTTP plans
 //! clients through [`Source`], and the console shows [`SourceSpec::describe`].
 
+mod catchup;
 pub mod kafka;
 pub mod mongo;
 mod route;
@@ -37,6 +38,7 @@ use serde::{Deserialize, Deserializer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use catchup::{CatchupConfig, CatchupLimits, CatchupPool, Permit};
 pub use route::{EventNameConfig, ReplayConfig, RouteOptions, StartPosition};
 
 use crate::bus::{Cursor, Event, Hub, Selector};
@@ -89,14 +91,20 @@ pub trait SourceSpec: SpecBoxed + fmt::Debug + Send + Sync {
     fn describe(&self) -> String;
     /// The position of a route before anything is known.
     fn initial_position(&self) -> Box<dyn Position>;
-    /// Start reading into `hub`, on `tracker`, until `cancel` fires.
-    fn start(
-        &self,
-        route: &RouteOptions,
-        hub: Arc<Hub>,
-        tracker: &TaskTracker,
-        cancel: CancellationToken,
-    ) -> Arc<dyn Source>;
+    /// Start reading into the route's bus (see [`Wiring`]).
+    fn start(&self, route: &RouteOptions, wiring: Wiring<'_>) -> Arc<dyn Source>;
+}
+
+/// What a route's source is started with.
+pub struct Wiring<'a> {
+    /// The route's bus, which the source's shared reader feeds.
+    pub hub: Arc<Hub>,
+    /// The route's shared catch-up readers.
+    pub catchup: CatchupPool,
+    /// Tasks of the process.
+    pub tracker: &'a TaskTracker,
+    /// Fires when the route stops.
+    pub cancel: CancellationToken,
 }
 
 /// A running source: what the stream path asks of it.
@@ -252,17 +260,17 @@ pub enum SourceError {
     /// The id names a position of another kind of source.
     #[error("event id does not belong to this route's source")]
     WrongKind,
+    /// Every catch-up reader the client could use is busy.
+    #[error("no catch-up reader free")]
+    Busy {
+        /// Seconds the client is told to wait.
+        retry_after_s: u64,
+    },
 }
 
 /// The start of the source of a route.
-pub fn start(
-    source: &SourceConfig,
-    route: &RouteOptions,
-    hub: Arc<Hub>,
-    tracker: &TaskTracker,
-    cancel: CancellationToken,
-) -> Arc<dyn Source> {
-    source.start(route, hub, tracker, cancel)
+pub fn start(source: &SourceConfig, route: &RouteOptions, wiring: Wiring<'_>) -> Arc<dyn Source> {
+    source.start(route, wiring)
 }
 
 #[cfg(test)]

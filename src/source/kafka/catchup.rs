@@ -1,6 +1,8 @@
 //! Reading the partitions a resuming client is behind on, from Kafka, up to where the
-//! ring takes over. One short-lived consumer per such client, assigned only those
-//! partitions; a partition ends at its range end or at the end of its log.
+//! ring takes over: the raw read of one shared catch-up reader (see
+//! `crate::source::CatchupPool`). One short-lived consumer per reader, assigned only
+//! those partitions, its prefetch bounded to the reader's buffer; a partition ends at
+//! its range end or at the end of its log.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,11 +72,23 @@ fn open_consumer(
     src: &KafkaSource,
     group: &[(u16, i32, i64, i64)],
 ) -> Result<StreamConsumer, KafkaError> {
+    // librdkafka prefetches up to 64 MiB per consumer by default: bound it to the
+    // reader's buffer.
+    let bytes = src.catchup.config().buffer_bytes;
+    let kbytes = (bytes / 1024).clamp(64, 2_097_151);
+    let fetch = bytes.clamp(64 * 1024, 50 * 1024 * 1024);
     let c: StreamConsumer = src
         .cfg
         .client_config(&format!("sse-bridge-{}-catchup", src.route))
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "error")
+        .set("queued.max.messages.kbytes", kbytes.to_string())
+        .set("queued.min.messages", "1000")
+        .set("fetch.max.bytes", fetch.to_string())
+        .set(
+            "max.partition.fetch.bytes",
+            fetch.min(1024 * 1024).to_string(),
+        )
         .create()?;
     let mut tpl = TopicPartitionList::new();
     for &(t, p, from, _) in group {

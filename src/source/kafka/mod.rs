@@ -18,7 +18,6 @@ use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use config::{KafkaSourceConfig, Properties};
 pub use position::{KafkaPosition, UNKNOWN};
@@ -29,8 +28,8 @@ use crate::metrics::RouteMetrics;
 use crate::position::Position;
 use crate::problems::Problems;
 use crate::source::{
-    parse_section, spawn, Adapter, ClientStart, Plan, Reader, RouteOptions, SourceError,
-    SourceSpec, StartPosition,
+    parse_section, spawn, Adapter, CatchupPool, ClientStart, Plan, Reader, RouteOptions,
+    SourceError, SourceSpec, StartPosition, Wiring,
 };
 
 /// The Kafka adapter (`type = "kafka"`).
@@ -80,14 +79,9 @@ impl SourceSpec for KafkaSourceConfig {
         Box::new(KafkaPosition::for_topics(&self.topics))
     }
 
-    fn start(
-        &self,
-        route: &RouteOptions,
-        hub: Arc<Hub>,
-        tracker: &TaskTracker,
-        cancel: CancellationToken,
-    ) -> Arc<dyn crate::source::Source> {
-        spawn(KafkaSource::new(route, self.clone(), hub), tracker, cancel)
+    fn start(&self, route: &RouteOptions, w: Wiring<'_>) -> Arc<dyn crate::source::Source> {
+        let src = KafkaSource::new(route, self.clone(), w.hub, w.catchup);
+        spawn(src, w.tracker, w.cancel)
     }
 }
 
@@ -141,13 +135,19 @@ struct KafkaSource {
     start: StartPosition,
     warm_events: usize,
     hub: Arc<Hub>,
+    catchup: CatchupPool,
     metrics: RouteMetrics,
     admin: Mutex<Option<Arc<BaseConsumer>>>,
 }
 
 impl KafkaSource {
     /// Build the source of `route` (not yet running).
-    fn new(route: &RouteOptions, cfg: KafkaSourceConfig, hub: Arc<Hub>) -> Arc<KafkaSource> {
+    fn new(
+        route: &RouteOptions,
+        cfg: KafkaSourceConfig,
+        hub: Arc<Hub>,
+        catchup: CatchupPool,
+    ) -> Arc<KafkaSource> {
         Arc::new(KafkaSource {
             route: route.name.clone(),
             encoder: RecordEncoder::new(
@@ -164,6 +164,7 @@ impl KafkaSource {
             metrics: hub.metrics().clone(),
             cfg,
             hub,
+            catchup,
             admin: Mutex::new(None),
         })
     }

@@ -14,7 +14,8 @@ use super::{
 };
 use crate::bus::Cursor;
 use crate::metrics::ResumeOutcome;
-use crate::source::{ClientStart, Plan, SourceError, StartPosition};
+use crate::position::Position;
+use crate::source::{CatchupStream, ClientStart, Plan, SourceError, StartPosition};
 use crate::sse;
 
 /// One view of the ring: its oldest and newest sequences and positions.
@@ -23,6 +24,30 @@ struct Window {
     base: KafkaPosition,
     head_seq: u64,
     head: KafkaPosition,
+}
+
+/// The partitions a client must read from Kafka before the ring serves it.
+struct Behind {
+    /// Where a reader of `ranges` starts: the ring's base, with each partition read
+    /// moved back to where its range starts (a client at or after it on every
+    /// partition can share the reader).
+    base: KafkaPosition,
+    /// `(topic index, partition, from, to)`.
+    ranges: Vec<(u16, i32, i64, i64)>,
+}
+
+impl Behind {
+    fn new(mut base: KafkaPosition, ranges: Vec<(u16, i32, i64, i64)>) -> Behind {
+        for &(t, p, from, _) in &ranges {
+            base.set(usize::from(t), p, from);
+        }
+        Behind { base, ranges }
+    }
+
+    /// A reader's base and its raw read.
+    fn open(self, src: Arc<KafkaSource>) -> (Box<dyn Position>, CatchupStream) {
+        (Box::new(self.base), catchup::stream(src, self.ranges))
+    }
 }
 
 /// A partition whose asked-for position could not be served.
@@ -62,18 +87,20 @@ impl KafkaSource {
                 let pos = self
                     .query(move |src, c| src.position_at_watermarks(c, n))
                     .await?;
+                let plan = self.attach_now(Cursor::new(Box::new(pos), false)).await?;
                 Ok(Plan {
                     outcome: None,
-                    ..self.attach_cursor(Cursor::new(Box::new(pos), false))
+                    ..plan
                 })
             }
             ClientStart::Since(ms) => {
                 let pos = self
                     .query(move |src, c| src.position_at_time(c, ms))
                     .await?;
+                let plan = self.attach_now(Cursor::new(Box::new(pos), false)).await?;
                 Ok(Plan {
                     outcome: None,
-                    ..self.attach_cursor(Cursor::new(Box::new(pos), false))
+                    ..plan
                 })
             }
             ClientStart::Id(asked) => {
@@ -83,10 +110,12 @@ impl KafkaSource {
                 // Decided and attached on one view of the ring, so nothing moves between.
                 let window = self.window();
                 if covers(&asked, &window.base, &window.head) {
-                    return Ok(self.attach_in(Cursor::new(Box::new(asked), false), window));
+                    return Ok(self
+                        .attach_in(Cursor::new(Box::new(asked), false), window)
+                        .0);
                 }
                 let (pos, bad) = self.query(move |src, c| src.validate(c, asked)).await?;
-                let mut plan = self.attach_cursor(Cursor::new(Box::new(pos), false));
+                let mut plan = self.attach_now(Cursor::new(Box::new(pos), false)).await?;
                 if !bad.is_empty() {
                     plan.preamble.push(self.reset_frame(&plan.cursor, &bad));
                     plan.outcome = Some(ResumeOutcome::Reset);
@@ -97,9 +126,31 @@ impl KafkaSource {
     }
 
     /// Attach a cursor to the ring: partitions below the ring's base are read from Kafka
-    /// first (only those), then the ring from its oldest event.
+    /// first (only those, by a shared catch-up reader joined on first read), then the
+    /// ring from its oldest event.
     pub(super) fn attach_cursor(self: &Arc<Self>, cursor: Cursor) -> Plan {
-        self.attach_in(cursor, self.window())
+        let (mut plan, behind) = self.attach_in(cursor, self.window());
+        if let Some(b) = behind {
+            let src = self.clone();
+            let at = plan.cursor.position.clone();
+            plan.catchup = Some(self.catchup.lazy(at, move || b.open(src)));
+        }
+        plan
+    }
+
+    /// [`KafkaSource::attach_cursor`], waiting for a catch-up reader now (refused with
+    /// [`SourceError::Busy`] when none frees up in time).
+    async fn attach_now(self: &Arc<Self>, cursor: Cursor) -> Result<Plan, SourceError> {
+        let (mut plan, behind) = self.attach_in(cursor, self.window());
+        if let Some(b) = behind {
+            let src = self.clone();
+            let joined = self
+                .catchup
+                .join(&*plan.cursor.position, move || b.open(src))
+                .await?;
+            plan.catchup = Some(joined);
+        }
+        Ok(plan)
     }
 
     /// The ring's window, in Kafka positions.
@@ -113,49 +164,38 @@ impl KafkaSource {
         }
     }
 
-    /// [`KafkaSource::attach`] on a given view of the ring.
-    fn attach_in(self: &Arc<Self>, mut cursor: Cursor, window: Window) -> Plan {
+    /// The plan of `cursor` on a given view of the ring, and what it must read from
+    /// Kafka first.
+    fn attach_in(self: &Arc<Self>, mut cursor: Cursor, window: Window) -> (Plan, Option<Behind>) {
         let Window {
             first_seq,
             base,
             head_seq,
             head,
         } = window;
+        let plan = |cursor, next_seq, outcome| Plan {
+            cursor,
+            next_seq,
+            catchup: None,
+            preamble: Vec::new(),
+            outcome,
+        };
         let Some(position) = KafkaPosition::of(&*cursor.position) else {
-            return Plan {
-                cursor,
-                next_seq: head_seq,
-                catchup: None,
-                preamble: Vec::new(),
-                outcome: None,
-            };
+            return (plan(cursor, head_seq, None), None);
         };
         if *position == head {
             cursor.joined = true;
-            return Plan {
-                cursor,
-                next_seq: head_seq,
-                catchup: None,
-                preamble: Vec::new(),
-                outcome: Some(ResumeOutcome::Buffer),
-            };
+            return (plan(cursor, head_seq, Some(ResumeOutcome::Buffer)), None);
         }
         let ranges = catchup_ranges(position, &base);
-        let (catchup, outcome) = if ranges.is_empty() {
-            (None, ResumeOutcome::Buffer)
-        } else {
-            (
-                Some(catchup::stream(self.clone(), ranges)),
-                ResumeOutcome::Source,
-            )
-        };
-        Plan {
-            cursor,
-            next_seq: first_seq,
-            catchup,
-            preamble: Vec::new(),
-            outcome: Some(outcome),
+        if ranges.is_empty() {
+            return (plan(cursor, first_seq, Some(ResumeOutcome::Buffer)), None);
         }
+        let behind = Behind::new(base, ranges);
+        (
+            plan(cursor, first_seq, Some(ResumeOutcome::Source)),
+            Some(behind),
+        )
     }
 
     async fn query<T: Send + 'static>(

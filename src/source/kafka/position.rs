@@ -199,6 +199,18 @@ impl Position for KafkaPosition {
         KafkaPosition::of(other) == Some(self)
     }
 
+    fn at_or_after(&self, base: &dyn Position) -> bool {
+        let Some(base) = KafkaPosition::of(base) else {
+            return false;
+        };
+        base.topics.iter().enumerate().all(|(ti, (_, offsets))| {
+            offsets.iter().enumerate().all(|(p, &b)| {
+                let a = self.get(ti, p as i32);
+                b == UNKNOWN || (a != UNKNOWN && a >= b)
+            })
+        })
+    }
+
     /// Partitions new to the head start in the ring's base at the same offset, so the
     /// ring covers them from there.
     fn adopt_new_lanes(&mut self, head: &dyn Position) {

@@ -19,7 +19,6 @@ use mongodb::change_stream::ChangeStream;
 use mongodb::Client;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 pub use config::{redact_uri, FullDocument, FullDocumentBeforeChange, MongoSourceConfig};
 use encode::{ChangeEncoder, PayloadMode};
@@ -31,8 +30,8 @@ use crate::metrics::{ResumeOutcome, RouteMetrics};
 use crate::position::Position;
 use crate::problems::Problems;
 use crate::source::{
-    parse_section, spawn, Adapter, ClientStart, Plan, Reader, RouteOptions, SourceError,
-    SourceSpec, StartPosition,
+    parse_section, spawn, Adapter, CatchupPool, ClientStart, Plan, Reader, RouteOptions,
+    SourceError, SourceSpec, StartPosition, Wiring,
 };
 use crate::sse;
 
@@ -94,14 +93,9 @@ impl SourceSpec for MongoSourceConfig {
         Box::new(MongoToken::default())
     }
 
-    fn start(
-        &self,
-        route: &RouteOptions,
-        hub: Arc<Hub>,
-        tracker: &TaskTracker,
-        cancel: CancellationToken,
-    ) -> Arc<dyn crate::source::Source> {
-        spawn(MongoSource::new(route, self.clone(), hub), tracker, cancel)
+    fn start(&self, route: &RouteOptions, w: Wiring<'_>) -> Arc<dyn crate::source::Source> {
+        let src = MongoSource::new(route, self.clone(), w.hub, w.catchup);
+        spawn(src, w.tracker, w.cancel)
     }
 }
 
@@ -156,6 +150,7 @@ struct MongoSource {
     cfg: MongoSourceConfig,
     encoder: ChangeEncoder,
     hub: Arc<Hub>,
+    catchup: CatchupPool,
     metrics: RouteMetrics,
     client: parking_lot::Mutex<Option<Client>>,
 }
@@ -178,7 +173,12 @@ fn unresumable(e: &mongodb::error::Error) -> Option<&'static str> {
 
 impl MongoSource {
     /// Build the source of `route` (not yet running).
-    fn new(route: &RouteOptions, cfg: MongoSourceConfig, hub: Arc<Hub>) -> Arc<MongoSource> {
+    fn new(
+        route: &RouteOptions,
+        cfg: MongoSourceConfig,
+        hub: Arc<Hub>,
+        catchup: CatchupPool,
+    ) -> Arc<MongoSource> {
         Arc::new(MongoSource {
             route: route.name.clone(),
             encoder: ChangeEncoder::new(
@@ -189,6 +189,7 @@ impl MongoSource {
             metrics: hub.metrics().clone(),
             cfg,
             hub,
+            catchup,
             client: parking_lot::Mutex::new(None),
         })
     }
@@ -260,12 +261,23 @@ impl MongoSource {
             ClientStart::Default => Ok(self.live_plan(None)),
             ClientStart::Id(asked) => {
                 let t = MongoToken::of(&*asked).ok_or(SourceError::WrongKind)?;
-                let plan = self.attach_cursor(Cursor::new(Box::new(t.clone()), false));
-                if plan.catchup.is_none() {
+                if let Some(plan) = self.in_ring(t) {
                     return Ok(plan);
                 }
+                let mut plan = Plan {
+                    cursor: Cursor::new(Box::new(t.clone()), true),
+                    next_seq: self.hub.head().0,
+                    catchup: self.catchup.existing(t),
+                    preamble: Vec::new(),
+                    outcome: Some(ResumeOutcome::Source),
+                };
+                if plan.catchup.is_some() {
+                    return Ok(plan);
+                }
+                plan.cursor.joined = false;
                 let token = t.to_resume_token().ok_or(SourceError::WrongKind)?;
-                self.catchup_plan(Start::After(token), plan).await
+                self.catchup_plan(Start::After(token), Box::new(t.clone()), plan)
+                    .await
             }
             // A time still to come starts at the present, as on Kafka (whose time index
             // answers the log's end).
@@ -285,7 +297,8 @@ impl MongoSource {
                     preamble: Vec::new(),
                     outcome: None,
                 };
-                let mut plan = self.catchup_plan(Start::At(ts), plan).await?;
+                let base = Box::new(MongoToken::default());
+                let mut plan = self.catchup_plan(Start::At(ts), base, plan).await?;
                 plan.outcome = None;
                 Ok(plan)
             }
@@ -318,16 +331,20 @@ impl MongoSource {
         }
     }
 
-    /// Open the client's own change stream; an unresumable token becomes a reset.
+    /// Open a shared catch-up change stream at `start` (whose position is `base`) once a
+    /// reader is free; an unresumable token becomes a reset.
     async fn catchup_plan(
         self: &Arc<Self>,
         start: Start,
+        base: Box<dyn Position>,
         mut plan: Plan,
     ) -> Result<Plan, SourceError> {
+        let permit = self.catchup.permit().await?;
         match self.open(start).await {
             Ok(stream) => {
                 plan.cursor.joined = true;
-                plan.catchup = Some(catchup::stream(self.clone(), Some(stream), None));
+                let raw = catchup::stream(self.clone(), Some(stream), None);
+                plan.catchup = Some(self.catchup.start(permit, base, raw));
                 plan.outcome = Some(ResumeOutcome::Source);
                 Ok(plan)
             }
@@ -338,32 +355,44 @@ impl MongoSource {
         }
     }
 
-    /// Attach a cursor to the ring: at the head, after its token in the ring, or (when
-    /// the ring does not hold the token) with a catch-up placeholder the caller fills.
-    fn attach_cursor(self: &Arc<Self>, cursor: Cursor) -> Plan {
-        let Some(c) = MongoToken::of(&*cursor.position).cloned() else {
-            return self.live_plan(None);
-        };
+    /// A plan from the ring, when it holds `c`: at the head, or right after its event.
+    fn in_ring(&self, c: &MongoToken) -> Option<Plan> {
         let (head_seq, _) = self.hub.head();
         let h = head_token(&self.hub);
-        let joined = |next_seq| Plan {
+        let next_seq = if h.is_known() && *c == h {
+            head_seq
+        } else {
+            self.hub.find_id(event_id::encode(c).as_bytes())?
+        };
+        Some(Plan {
             cursor: Cursor::new(Box::new(c.clone()), true),
             next_seq,
             catchup: None,
             preamble: Vec::new(),
             outcome: Some(ResumeOutcome::Buffer),
+        })
+    }
+
+    /// Attach a cursor to the ring: at the head, after its token in the ring, or (when
+    /// the ring does not hold the token) through a shared catch-up reader joined on
+    /// first read.
+    fn attach_cursor(self: &Arc<Self>, cursor: Cursor) -> Plan {
+        let Some(c) = MongoToken::of(&*cursor.position).cloned() else {
+            return self.live_plan(None);
         };
-        if h.is_known() && c == h {
-            return joined(head_seq);
-        }
-        if let Some(seq) = self.hub.find_id(event_id::encode(&c).as_bytes()) {
-            return joined(seq);
+        if let Some(plan) = self.in_ring(&c) {
+            return plan;
         }
         let token = c.is_known().then(|| c.to_resume_token()).flatten();
-        let pending = catchup::stream(self.clone(), None, token.map(Start::After));
+        let (src, base) = (self.clone(), c.clone());
+        let pending = self.catchup.lazy(Box::new(c.clone()), move || {
+            let raw = catchup::stream(src, None, token.map(Start::After));
+            (Box::new(base) as Box<dyn Position>, raw)
+        });
+        // Every event of a catch-up read comes after the client's token.
         Plan {
-            cursor: Cursor::new(Box::new(c), false),
-            next_seq: head_seq,
+            cursor: Cursor::new(Box::new(c), true),
+            next_seq: self.hub.head().0,
             catchup: Some(pending),
             preamble: Vec::new(),
             outcome: Some(ResumeOutcome::Source),

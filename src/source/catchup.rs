@@ -1,0 +1,727 @@
+//! Catch-up as a shared, bounded resource, for every adapter.
+//!
+//! A client whose position the route's ring no longer covers reads the source first.
+//! Such reads are *shared*: an adapter opens a raw read of its backend (a
+//! [`CatchupStream`]) and hands it to the route's [`CatchupPool`], which runs it as one
+//! reader feeding a bounded ring of its own. Every client whose position that ring still
+//! serves joins it, as clients at the head share the live ring: a reconnect storm of a
+//! thousand clients behind the buffer costs one backend read, not a thousand.
+//!
+//! Readers are bounded: at most `server.catchup.max_readers` in the process and
+//! `max_readers_per_route` per route run at once, each buffering at most
+//! `buffer_events` / `buffer_bytes`. A client that finds no reader to join and no free
+//! one waits up to `server.catchup.wait`, then is refused (503 `catchup_busy` with
+//! `Retry-After`). A reader goes at the pace of its slowest client that still reads; a
+//! client that reads nothing for `server.catchup.stall` stops holding it back and, if
+//! the ring drops what it needs, re-plans from its own position (its stream continues
+//! where it was). A reader no client reads any more stops at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use parking_lot::{Mutex, RwLock};
+use serde::Deserialize;
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{CatchupStream, SourceError};
+use crate::bus::{Event, Read, Ring};
+use crate::event_id;
+use crate::metrics::RouteMetrics;
+use crate::position::Position;
+
+/// Events a client takes from its reader's ring at once.
+const TAKE: usize = 64;
+/// How often a reader held back by a slow client looks again.
+const RECHECK: Duration = Duration::from_millis(100);
+
+/// `[server.catchup]`: bounds of shared catch-up reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatchupConfig {
+    /// Most catch-up readers running at once in the process.
+    pub max_readers: usize,
+    /// Most catch-up readers running at once for one route.
+    pub max_readers_per_route: usize,
+    /// Most events a reader buffers for its clients.
+    pub buffer_events: usize,
+    /// Most bytes a reader buffers for its clients (the backend client's own prefetch
+    /// is bounded to the same amount).
+    pub buffer_bytes: usize,
+    /// How long a client waits for a free reader before a 503 `catchup_busy`.
+    #[serde(with = "humantime_serde")]
+    pub wait: Duration,
+    /// A client that reads nothing for this long no longer holds its reader back.
+    #[serde(with = "humantime_serde")]
+    pub stall: Duration,
+}
+
+impl Default for CatchupConfig {
+    fn default() -> Self {
+        CatchupConfig {
+            max_readers: 16,
+            max_readers_per_route: 4,
+            buffer_events: 10_000,
+            buffer_bytes: 8 * 1024 * 1024,
+            wait: Duration::from_secs(5),
+            stall: Duration::from_secs(2),
+        }
+    }
+}
+
+impl CatchupConfig {
+    /// Most memory catch-up may hold in the process: every reader's buffer and its
+    /// backend client's prefetch.
+    pub fn budget_bytes(&self) -> usize {
+        self.max_readers * self.buffer_bytes * 2
+    }
+}
+
+/// The process-wide bound on catch-up readers.
+#[derive(Debug)]
+pub struct CatchupLimits {
+    cfg: CatchupConfig,
+    readers: Arc<Semaphore>,
+}
+
+impl CatchupLimits {
+    /// Limits as configured.
+    pub fn new(cfg: CatchupConfig) -> Arc<CatchupLimits> {
+        Arc::new(CatchupLimits {
+            readers: Arc::new(Semaphore::new(cfg.max_readers.max(1))),
+            cfg,
+        })
+    }
+}
+
+/// The right to run one catch-up reader (a route's and the process's share).
+pub struct Permit {
+    _route: OwnedSemaphorePermit,
+    _process: OwnedSemaphorePermit,
+}
+
+/// The catch-up readers of one route.
+#[derive(Clone)]
+pub struct CatchupPool(Arc<Pool>);
+
+struct Pool {
+    limits: Arc<CatchupLimits>,
+    route: Arc<Semaphore>,
+    readers: Mutex<Vec<Arc<Shared>>>,
+    metrics: RouteMetrics,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl CatchupPool {
+    /// The pool of a route; its readers run on `tracker` until `cancel` fires.
+    pub fn new(
+        limits: Arc<CatchupLimits>,
+        metrics: RouteMetrics,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+    ) -> CatchupPool {
+        CatchupPool(Arc::new(Pool {
+            route: Arc::new(Semaphore::new(limits.cfg.max_readers_per_route.max(1))),
+            limits,
+            readers: Mutex::new(Vec::new()),
+            metrics,
+            tracker,
+            cancel,
+        }))
+    }
+
+    /// The bounds readers run under.
+    pub fn config(&self) -> &CatchupConfig {
+        &self.0.limits.cfg
+    }
+
+    /// Join a running reader whose buffer still serves `position`.
+    pub fn existing(&self, position: &dyn Position) -> Option<CatchupStream> {
+        if !position.is_known() {
+            return None;
+        }
+        let id = event_id::encode(position);
+        let readers = self.0.readers.lock().clone();
+        readers.iter().find_map(|r| {
+            let seq = {
+                let ring = r.ring.read();
+                ring.find_id(id.as_bytes())
+                    .or_else(|| position.at_or_after(ring.base()).then(|| ring.first_seq()))
+            }?;
+            r.subscribe(seq, &self.0.metrics)
+        })
+    }
+
+    /// Wait (up to `server.catchup.wait`) for the right to start a reader.
+    pub async fn permit(&self) -> Result<Permit, SourceError> {
+        let pool = &self.0;
+        let got = tokio::time::timeout(pool.limits.cfg.wait, async {
+            let route = pool.route.clone().acquire_owned().await.ok()?;
+            let process = pool.limits.readers.clone().acquire_owned().await.ok()?;
+            Some(Permit {
+                _route: route,
+                _process: process,
+            })
+        })
+        .await;
+        match got {
+            Ok(Some(p)) => Ok(p),
+            _ => {
+                pool.metrics.catchup_refused.inc();
+                let wait = pool.limits.cfg.wait.as_secs().max(1);
+                Err(SourceError::Busy {
+                    // Spread the retries of a refused crowd over twice the wait.
+                    retry_after_s: wait + fastrand::u64(0..=wait),
+                })
+            }
+        }
+    }
+
+    /// Start a reader on `raw`, a backend read from `base` on, and join it.
+    pub fn start(
+        &self,
+        permit: Permit,
+        base: Box<dyn Position>,
+        raw: CatchupStream,
+    ) -> CatchupStream {
+        let cfg = &self.0.limits.cfg;
+        let (head, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            ring: RwLock::new(Ring::new(base, cfg.buffer_events, cfg.buffer_bytes)),
+            head,
+            state: Mutex::new(State::default()),
+            progressed: Notify::new(),
+            gone: Notify::new(),
+        });
+        let first = shared
+            .subscribe(0, &self.0.metrics)
+            .expect("a new reader takes clients");
+        self.0.readers.lock().push(shared.clone());
+        self.0.metrics.catchup_readers.inc();
+        let pool = self.0.clone();
+        self.0
+            .tracker
+            .spawn(run(shared, raw, pool, self.0.cancel.clone(), permit));
+        first
+    }
+
+    /// Join a reader serving `position`, or start one with `open` (which returns the
+    /// reader's base position and its raw read) once a permit is free.
+    pub async fn join(
+        &self,
+        position: &dyn Position,
+        open: impl FnOnce() -> (Box<dyn Position>, CatchupStream),
+    ) -> Result<CatchupStream, SourceError> {
+        if let Some(s) = self.existing(position) {
+            return Ok(s);
+        }
+        let permit = self.permit().await?;
+        // Another client may have started one meanwhile.
+        if let Some(s) = self.existing(position) {
+            return Ok(s);
+        }
+        let (base, raw) = open();
+        Ok(self.start(permit, base, raw))
+    }
+
+    /// [`CatchupPool::join`] on first use, for plans made where nothing can wait (a
+    /// client re-planned mid-stream); refused, the stream ends with the error.
+    pub fn lazy(
+        &self,
+        position: Box<dyn Position>,
+        open: impl FnOnce() -> (Box<dyn Position>, CatchupStream) + Send + 'static,
+    ) -> CatchupStream {
+        let pool = self.clone();
+        Box::pin(
+            futures::stream::once(async move { pool.join(&*position, open).await }).flat_map(
+                |joined| match joined {
+                    Ok(s) => s,
+                    Err(e) => Box::pin(futures::stream::iter([Err(e)])) as CatchupStream,
+                },
+            ),
+        )
+    }
+}
+
+/// One running reader.
+struct Shared {
+    ring: RwLock<Ring>,
+    /// The ring's head sequence; also changes when the reader ends.
+    head: watch::Sender<u64>,
+    state: Mutex<State>,
+    /// A client took events (the reader may be waiting for room).
+    progressed: Notify,
+    /// The last client left.
+    gone: Notify,
+}
+
+/// Where one client of a reader is.
+#[derive(Clone, Copy)]
+struct Reading {
+    /// The next sequence it reads.
+    next_seq: u64,
+    /// When it last took events.
+    took: Instant,
+    /// Waiting for the reader (it has taken everything there is).
+    waiting: bool,
+}
+
+#[derive(Default)]
+struct State {
+    /// Client → where it reads (see [`Reading`]).
+    clients: HashMap<u64, Reading>,
+    next_client: u64,
+    /// Set when the reader ends: `Ok` at the end of its read, `Err` on a failure.
+    end: Option<Result<(), String>>,
+}
+
+impl Shared {
+    fn subscribe(self: &Arc<Self>, seq: u64, metrics: &RouteMetrics) -> Option<CatchupStream> {
+        let id = {
+            let mut st = self.state.lock();
+            if st.end.is_some() {
+                return None;
+            }
+            let id = st.next_client;
+            st.next_client += 1;
+            st.clients.insert(
+                id,
+                Reading {
+                    next_seq: seq,
+                    took: Instant::now(),
+                    waiting: false,
+                },
+            );
+            id
+        };
+        metrics.catchup_clients.inc();
+        let sub = Subscription {
+            shared: self.clone(),
+            id,
+            next_seq: seq,
+            taken: std::collections::VecDeque::new(),
+            rx: self.head.subscribe(),
+            metrics: metrics.clone(),
+        };
+        Some(Box::pin(futures::stream::unfold(
+            sub,
+            |mut sub| async move {
+                let item = sub.next().await?;
+                Some((item, sub))
+            },
+        )))
+    }
+
+    /// The oldest sequence a client that still reads needs, if any: one waiting for
+    /// the reader, or one that took events within `stall`.
+    fn slowest(&self, stall: Duration) -> Option<u64> {
+        let now = Instant::now();
+        self.state
+            .lock()
+            .clients
+            .values()
+            .filter(|r| r.waiting || now.duration_since(r.took) < stall)
+            .map(|r| r.next_seq)
+            .min()
+    }
+
+    /// Record where client `id` is.
+    fn reading(&self, id: u64, next_seq: u64, waiting: bool) {
+        if let Some(r) = self.state.lock().clients.get_mut(&id) {
+            *r = Reading {
+                next_seq,
+                took: if waiting { r.took } else { Instant::now() },
+                waiting,
+            };
+        }
+    }
+
+    fn end(&self) -> Option<Result<(), String>> {
+        self.state.lock().end.clone()
+    }
+}
+
+/// One client's read of a reader's ring.
+struct Subscription {
+    shared: Arc<Shared>,
+    id: u64,
+    next_seq: u64,
+    taken: std::collections::VecDeque<Arc<Event>>,
+    rx: watch::Receiver<u64>,
+    metrics: RouteMetrics,
+}
+
+impl Subscription {
+    async fn next(&mut self) -> Option<Result<Arc<Event>, SourceError>> {
+        loop {
+            if let Some(ev) = self.taken.pop_front() {
+                return Some(Ok(ev));
+            }
+            self.rx.borrow_and_update();
+            let mut out = Vec::new();
+            let read = self.shared.ring.read().read(self.next_seq, TAKE, &mut out);
+            match read {
+                Read::Events { next, .. } => {
+                    self.next_seq = next;
+                    self.taken.extend(out);
+                    self.shared.reading(self.id, next, false);
+                    self.shared.progressed.notify_one();
+                }
+                // Fell out of the buffer: the client re-plans from its own position.
+                Read::Lagged { .. } => return None,
+                Read::Empty { .. } => match self.shared.end() {
+                    Some(Ok(())) => return None,
+                    Some(Err(e)) => return Some(Err(SourceError::Unavailable(e))),
+                    None => {
+                        self.shared.reading(self.id, self.next_seq, true);
+                        if self.rx.changed().await.is_err() {
+                            return None;
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.metrics.catchup_clients.dec();
+        let empty = {
+            let mut st = self.shared.state.lock();
+            st.clients.remove(&self.id);
+            st.clients.is_empty()
+        };
+        if empty {
+            self.shared.gone.notify_one();
+        }
+        self.shared.progressed.notify_one();
+    }
+}
+
+/// Run one reader until its read ends, fails, its route stops, or no client is left.
+async fn run(
+    shared: Arc<Shared>,
+    mut raw: CatchupStream,
+    pool: Arc<Pool>,
+    cancel: CancellationToken,
+    permit: Permit,
+) {
+    let stall = pool.limits.cfg.stall;
+    let mut counted = 0i64;
+    let end = 'read: loop {
+        // Room for the next event, unless a client that still reads needs the oldest.
+        loop {
+            let first = {
+                let r = shared.ring.read();
+                if !r.full() {
+                    break;
+                }
+                r.first_seq()
+            };
+            if shared.slowest(stall).is_none_or(|s| s > first) {
+                break;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break 'read Err("route stopped".to_owned()),
+                _ = shared.gone.notified() => {}
+                _ = shared.progressed.notified() => {}
+                _ = tokio::time::sleep(RECHECK) => {}
+            }
+        }
+        {
+            let mut st = shared.state.lock();
+            if st.clients.is_empty() {
+                // Nobody to read for: new clients start a reader of their own.
+                st.end = Some(Ok(()));
+                break Ok(());
+            }
+        }
+        let item = tokio::select! {
+            _ = cancel.cancelled() => break Err("route stopped".to_owned()),
+            _ = shared.gone.notified() => continue,
+            item = raw.next() => item,
+        };
+        match item {
+            Some(Ok(ev)) => {
+                let (head, bytes) = {
+                    let mut r = shared.ring.write();
+                    r.push(ev);
+                    (r.head_seq(), r.bytes() as i64)
+                };
+                pool.metrics.catchup_bytes.add(bytes - counted);
+                counted = bytes;
+                shared.head.send_replace(head);
+            }
+            Some(Err(e)) => break Err(e.to_string()),
+            None => break Ok(()),
+        }
+    };
+    if let Err(e) = &end {
+        tracing::warn!(route = %pool.metrics.route(), error = %e, "catch-up read ended");
+    }
+    shared.state.lock().end.get_or_insert(end);
+    shared.head.send_modify(|_| {});
+    drop(raw);
+    pool.readers.lock().retain(|r| !Arc::ptr_eq(r, &shared));
+    pool.metrics.catchup_readers.dec();
+    pool.metrics.catchup_bytes.sub(counted);
+    drop(permit);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::position::{downcast, Accept, Lane, Step};
+    use futures::StreamExt;
+    use tokio::sync::mpsc;
+
+    /// The test's own position: the next offset of one lane.
+    #[derive(Debug, Clone, PartialEq)]
+    struct At(i64);
+
+    impl Position for At {
+        fn kind(&self) -> u8 {
+            b't'
+        }
+        fn write_binary(&self, out: &mut Vec<u8>) {
+            out.extend_from_slice(&self.0.to_be_bytes());
+        }
+        fn advance(&mut self, step: &Step) {
+            if let Step::Record { offset, .. } = step {
+                self.0 = offset + 1;
+            }
+        }
+        fn accept(&mut self, _: &Step, _: bool) -> Accept {
+            Accept::Take
+        }
+        fn same(&self, other: &dyn Position) -> bool {
+            downcast::<At>(other) == Some(self)
+        }
+        fn at_or_after(&self, base: &dyn Position) -> bool {
+            downcast::<At>(base).is_some_and(|b| self.0 >= b.0)
+        }
+    }
+
+    fn ev(offset: i64) -> Arc<Event> {
+        Arc::new(Event {
+            frame: crate::sse::frame("", None, Some(&format!("{offset}"))),
+            step: Step::Record {
+                lane: Lane {
+                    stream: 0,
+                    partition: 0,
+                },
+                offset,
+            },
+            timestamp_ms: None,
+            attrs: None,
+        })
+    }
+
+    fn offset(e: &Arc<Event>) -> i64 {
+        match e.step {
+            Step::Record { offset, .. } => offset,
+            _ => -1,
+        }
+    }
+
+    struct Fixture {
+        pool: CatchupPool,
+        metrics: RouteMetrics,
+        tracker: TaskTracker,
+    }
+
+    fn fixture(cfg: CatchupConfig) -> Fixture {
+        let metrics = crate::metrics::Metrics::new(prometheus::Registry::new())
+            .unwrap()
+            .route("t");
+        let tracker = TaskTracker::new();
+        let pool = CatchupPool::new(
+            CatchupLimits::new(cfg),
+            metrics.clone(),
+            tracker.clone(),
+            CancellationToken::new(),
+        );
+        Fixture {
+            pool,
+            metrics,
+            tracker,
+        }
+    }
+
+    /// A raw read fed by the test; it ends when the sender is dropped.
+    fn raw() -> (mpsc::UnboundedSender<i64>, CatchupStream) {
+        let (tx, rx) = mpsc::unbounded_channel::<i64>();
+        let s = tokio_stream_of(rx).map(|o| Ok(ev(o)));
+        (tx, Box::pin(s))
+    }
+
+    fn tokio_stream_of(
+        mut rx: mpsc::UnboundedReceiver<i64>,
+    ) -> impl futures::Stream<Item = i64> + Send {
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
+
+    async fn take(s: &mut CatchupStream, n: usize) -> Vec<i64> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let e = tokio::time::timeout(Duration::from_secs(5), s.next())
+                .await
+                .expect("an event in time")
+                .expect("not ended")
+                .expect("no error");
+            out.push(offset(&e));
+        }
+        out
+    }
+
+    fn cfg() -> CatchupConfig {
+        CatchupConfig {
+            max_readers: 1,
+            max_readers_per_route: 1,
+            buffer_events: 4,
+            buffer_bytes: 1 << 20,
+            wait: Duration::from_millis(300),
+            stall: Duration::from_secs(30),
+        }
+    }
+
+    #[tokio::test]
+    async fn clients_at_or_after_a_readers_base_share_it() {
+        let f = fixture(cfg());
+        let (tx, first_raw) = raw();
+        let mut a = f
+            .pool
+            .join(&At(10), move || (Box::new(At(10)), first_raw))
+            .await
+            .unwrap();
+        // Joins the running reader: no second read is opened.
+        let mut b = f
+            .pool
+            .join(&At(12), || panic!("a second reader was opened"))
+            .await
+            .unwrap();
+        assert_eq!(f.metrics.catchup_readers.get(), 1);
+        assert_eq!(f.metrics.catchup_clients.get(), 2);
+        for o in 10..14 {
+            tx.send(o).unwrap();
+        }
+        // Each reads the reader's whole buffer; its cursor skips what it has.
+        assert_eq!(take(&mut a, 4).await, vec![10, 11, 12, 13]);
+        assert_eq!(take(&mut b, 4).await, vec![10, 11, 12, 13]);
+        drop(tx);
+        assert!(a.next().await.is_none(), "the read ended");
+        assert!(b.next().await.is_none(), "the read ended");
+        drop((a, b));
+        f.tracker.close();
+        f.tracker.wait().await;
+        assert_eq!(f.metrics.catchup_readers.get(), 0);
+        assert_eq!(f.metrics.catchup_clients.get(), 0);
+        assert_eq!(f.metrics.catchup_bytes.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_client_no_reader_serves_waits_then_is_refused() {
+        let f = fixture(cfg());
+        let (tx, first_raw) = raw();
+        let _a = f
+            .pool
+            .join(&At(10), move || (Box::new(At(10)), first_raw))
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let refused = f
+            .pool
+            .join(&At(3), || panic!("over the cap"))
+            .await
+            .err()
+            .expect("refused");
+        assert!(started.elapsed() >= Duration::from_millis(300), "waited");
+        match refused {
+            SourceError::Busy { retry_after_s } => assert!((1..=2).contains(&retry_after_s)),
+            e => panic!("{e}"),
+        }
+        assert_eq!(f.metrics.catchup_refused.get(), 1);
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_client_gets_the_reader_freed_by_the_last_client_leaving() {
+        let mut c = cfg();
+        c.wait = Duration::from_secs(5);
+        let f = fixture(c);
+        let (_tx, first_raw) = raw();
+        let a = f
+            .pool
+            .join(&At(10), move || (Box::new(At(10)), first_raw))
+            .await
+            .unwrap();
+        let pool = f.pool.clone();
+        let waiting = tokio::spawn(async move {
+            let (tx, r) = raw();
+            let mut s = pool
+                .join(&At(3), move || (Box::new(At(3)), r))
+                .await
+                .unwrap();
+            tx.send(3).unwrap();
+            take(&mut s, 1).await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished());
+        // The only client leaves: its reader stops at once, though its read never ended.
+        drop(a);
+        assert_eq!(waiting.await.unwrap(), vec![3]);
+    }
+
+    #[tokio::test]
+    async fn a_reader_waits_for_its_slowest_reading_client_and_not_for_a_stalled_one() {
+        let mut c = cfg();
+        c.stall = Duration::from_millis(400);
+        let f = fixture(c);
+        let (tx, first_raw) = raw();
+        let mut fast = f
+            .pool
+            .join(&At(0), move || (Box::new(At(0)), first_raw))
+            .await
+            .unwrap();
+        let mut slow = f.pool.join(&At(0), || panic!("shared")).await.unwrap();
+        for o in 0..12 {
+            tx.send(o).unwrap();
+        }
+        // The buffer holds 4: the reader waits for `slow` (still within `stall`), so
+        // `fast` gets only what the buffer holds.
+        assert_eq!(take(&mut fast, 4).await, vec![0, 1, 2, 3]);
+        let early = tokio::time::timeout(Duration::from_millis(200), fast.next()).await;
+        assert!(early.is_err(), "the reader waited for the slow client");
+        // Once `slow` has read nothing for `stall`, the reader goes on without it...
+        assert_eq!(take(&mut fast, 8).await, (4..12).collect::<Vec<_>>());
+        // ...and `slow`, its events gone from the buffer, ends to re-plan from its
+        // own position.
+        assert!(slow.next().await.is_none());
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_reaches_every_client() {
+        let f = fixture(cfg());
+        let raw: CatchupStream = Box::pin(futures::stream::iter([
+            Ok(ev(0)),
+            Err(SourceError::Unavailable("broker gone".into())),
+        ]));
+        let mut a = f
+            .pool
+            .join(&At(0), move || (Box::new(At(0)), raw))
+            .await
+            .unwrap();
+        assert_eq!(take(&mut a, 1).await, vec![0]);
+        match a.next().await {
+            Some(Err(SourceError::Unavailable(e))) => assert!(e.contains("broker gone")),
+            _ => panic!("the failure is told"),
+        }
+    }
+}
