@@ -89,6 +89,7 @@ pub struct Metrics {
     catchup_clients: IntGaugeVec,
     catchup_bytes: IntGaugeVec,
     catchup_refused: IntCounterVec,
+    catchup_read: IntCounterVec,
     /// Requests refused before a stream opened, by HTTP status.
     pub rejected: IntCounterVec,
 }
@@ -297,6 +298,16 @@ impl Metrics {
                     route,
                 )?,
             )?,
+            catchup_read: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        format!("{p}catchup_events_read_total"),
+                        "Events read from the source by catch-up readers",
+                    ),
+                    route,
+                )?,
+            )?,
             rejected: reg(
                 r,
                 IntCounterVec::new(
@@ -333,6 +344,7 @@ impl Metrics {
             catchup_clients: self.catchup_clients.with_label_values(l),
             catchup_bytes: self.catchup_bytes.with_label_values(l),
             catchup_refused: self.catchup_refused.with_label_values(l),
+            catchup_read: self.catchup_read.with_label_values(l),
             disconnects: self.disconnects.clone(),
             resumes: self.resumes.clone(),
             consumer_lag: self.consumer_lag.clone(),
@@ -383,6 +395,8 @@ pub struct RouteMetrics {
     pub catchup_bytes: IntGauge,
     /// Clients refused for want of a catch-up reader.
     pub catchup_refused: IntCounter,
+    /// Events catch-up readers read from the source.
+    pub catchup_read: IntCounter,
     disconnects: IntCounterVec,
     resumes: IntCounterVec,
     consumer_lag: IntGaugeVec,

@@ -63,7 +63,10 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
         p.push("server.catchup.buffer_events", "must be at least 1");
     }
     if c.buffer_bytes < 64 * 1024 {
-        p.push("server.catchup.buffer_bytes", "must be at least 65536 (64 KiB)");
+        p.push(
+            "server.catchup.buffer_bytes",
+            "must be at least 65536 (64 KiB)",
+        );
     }
     if c.wait > std::time::Duration::from_secs(60) {
         p.push("server.catchup.wait", "must be at most 60s");

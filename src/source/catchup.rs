@@ -454,6 +454,7 @@ async fn run(
                     r.push(ev);
                     (r.head_seq(), r.bytes() as i64)
                 };
+                pool.metrics.catchup_read.inc();
                 pool.metrics.catchup_bytes.add(bytes - counted);
                 counted = bytes;
                 shared.head.send_replace(head);

@@ -117,7 +117,7 @@ impl KafkaSource {
                 let (pos, bad) = self.query(move |src, c| src.validate(c, asked)).await?;
                 let mut plan = self.attach_now(Cursor::new(Box::new(pos), false)).await?;
                 if !bad.is_empty() {
-                    plan.preamble.push(self.reset_frame(&plan.cursor, &bad));
+                    plan.preamble.push(self.reset_frame(&plan.cursor, bad));
                     plan.outcome = Some(ResumeOutcome::Reset);
                 }
                 Ok(plan)
@@ -263,14 +263,76 @@ impl KafkaSource {
         })?)
     }
 
-    fn reset_frame(&self, cursor: &Cursor, bad: &[Unservable]) -> Bytes {
-        let data = json!({
-            "reason": "position_unavailable",
-            "route": self.route,
-            "partitions": bad,
-        });
+    fn reset_frame(&self, cursor: &Cursor, bad: Vec<Unservable>) -> Bytes {
+        let data = reset_body(&self.route, bad);
         sse::frame(&cursor.encode(), Some("reset"), Some(&data.to_string())).bytes
     }
+}
+
+/// Most entries a connect-time `event: reset` lists; the rest are counted in `omitted`.
+const MAX_LISTED: usize = 16;
+
+/// The JSON of a connect-time reset, bounded whatever the id asked for: a run of
+/// consecutive missing partitions of a topic is one entry (`partition` to `through`),
+/// and at most [`MAX_LISTED`] entries are listed (`omitted`: partitions left out).
+fn reset_body(route: &str, bad: Vec<Unservable>) -> serde_json::Value {
+    let mut entries: Vec<serde_json::Value> = Vec::new();
+    let mut omitted = 0usize;
+    let mut run: Option<(Unservable, i32)> = None;
+    let mut push = |e: serde_json::Value, size: usize, entries: &mut Vec<_>| {
+        if entries.len() < MAX_LISTED {
+            entries.push(e);
+        } else {
+            omitted += size;
+        }
+    };
+    let flush = |run: (Unservable, i32)| -> (serde_json::Value, usize) {
+        let (first, last) = run;
+        if last == first.partition {
+            return (json!(first), 1);
+        }
+        let size = (last - first.partition) as usize + 1;
+        let mut e = json!(first);
+        e["through"] = json!(last);
+        e["requested"] = serde_json::Value::Null;
+        (e, size)
+    };
+    for u in bad {
+        if u.reason == "partition_missing" {
+            match &mut run {
+                Some((first, last)) if first.topic == u.topic && *last + 1 == u.partition => {
+                    *last = u.partition;
+                    continue;
+                }
+                _ => {}
+            }
+            if let Some(r) = run.take() {
+                let (e, n) = flush(r);
+                push(e, n, &mut entries);
+            }
+            let p = u.partition;
+            run = Some((u, p));
+            continue;
+        }
+        if let Some(r) = run.take() {
+            let (e, n) = flush(r);
+            push(e, n, &mut entries);
+        }
+        push(json!(u), 1, &mut entries);
+    }
+    if let Some(r) = run.take() {
+        let (e, n) = flush(r);
+        push(e, n, &mut entries);
+    }
+    let mut body = json!({
+        "reason": "position_unavailable",
+        "route": route,
+        "partitions": entries,
+    });
+    if omitted > 0 {
+        body["omitted"] = json!(omitted);
+    }
+    body
 }
 
 /// The decision of [`KafkaSource::validate`], given each topic's partition count (`None`
@@ -544,6 +606,50 @@ mod tests {
             serde_json::json!([{"topic": "gone", "partition": 0, "requested": 4,
                 "earliest": null, "latest": null, "resumed_from": null,
                 "reason": "partition_missing"}])
+        );
+    }
+
+    #[test]
+    fn reset_bodies_stay_small_whatever_the_id_names() {
+        // An id naming 12,000 partitions a one-partition topic lacks (every other one, so
+        // no run forms) and one below the log start.
+        let mut offsets = vec![3i64];
+        offsets.extend((1..24_000).map(|p| if p % 2 == 1 { 5 } else { UNKNOWN }));
+        let asked = pos(&[("orders", &offsets)]);
+        let (_, bad) = check(
+            &asked,
+            &names(&["orders"]),
+            &[Some(1)],
+            wm(&[("orders", 0, (10, 20))]),
+        )
+        .unwrap();
+        assert_eq!(bad.len(), 12_001);
+        let body = reset_body("r", bad);
+        let text = body.to_string();
+        assert!(text.len() < 4096, "{} bytes", text.len());
+        assert_eq!(body["partitions"].as_array().unwrap().len(), MAX_LISTED);
+        assert_eq!(body["omitted"], 12_001 - MAX_LISTED as u64);
+    }
+
+    #[test]
+    fn missing_partitions_in_a_row_are_one_entry() {
+        let asked = pos(&[("orders", &[11, 5, 5, 5, UNKNOWN, 5])]);
+        let (_, bad) = check(
+            &asked,
+            &names(&["orders"]),
+            &[Some(1)],
+            wm(&[("orders", 0, (10, 20))]),
+        )
+        .unwrap();
+        assert_eq!(
+            reset_body("r", bad),
+            serde_json::json!({"reason": "position_unavailable", "route": "r", "partitions": [
+                {"topic": "orders", "partition": 1, "through": 3, "requested": null,
+                 "earliest": null, "latest": null, "resumed_from": null,
+                 "reason": "partition_missing"},
+                {"topic": "orders", "partition": 5, "requested": 5, "earliest": null,
+                 "latest": null, "resumed_from": null, "reason": "partition_missing"},
+            ]})
         );
     }
 
