@@ -324,3 +324,77 @@ async fn an_id_naming_thousands_of_missing_partitions_gets_a_small_reset() {
     produce_text(&producer(), &topic, "live").await;
     assert_eq!(c.next(T).await.expect("event").data, "live");
 }
+
+/// A TCP connection to `to` from the local address `from`.
+async fn connect_from(from: &str, to: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    s.connect(to).await.unwrap()
+}
+
+/// Send a stream request on `tcp` and read the status line.
+async fn status_of(mut tcp: tokio::net::TcpStream, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    let _ = tokio::time::timeout(T, async {
+        while !head.ends_with(b"\r\n") {
+            if tcp.read(&mut b).await.unwrap_or(0) == 0 {
+                break;
+            }
+            head.push(b[0]);
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&head).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sockets_count_against_their_address_from_accept() {
+    let topic = unique("hostile-idle");
+    create_topic(&topic, 1).await;
+    let toml = config("r", &topic, "").replace(
+        "[server]\n",
+        "[server]\nmax_connections_per_ip = 3\nhead_timeout = \"1500ms\"\n",
+    );
+    let b = bridge(&toml).await;
+    // One address holds its three places with sockets that never send a head...
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(connect_from("127.0.0.1", b.http_addr).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // ...so its fourth connection is refused at once, whatever it asks...
+    let fourth = connect_from("127.0.0.1", b.http_addr).await;
+    assert!(status_of(fourth, "/streams/r")
+        .await
+        .starts_with("HTTP/1.1 429"));
+    // ...while another address is served.
+    let other = connect_from("127.0.0.2", b.http_addr).await;
+    assert!(status_of(other, "/streams/r")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    // The idle sockets are closed at the head timeout, and the address is served again.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    for mut s in idle {
+        use tokio::io::AsyncReadExt;
+        let mut b = [0u8; 16];
+        let n = tokio::time::timeout(T, s.read(&mut b))
+            .await
+            .expect("closed");
+        assert!(matches!(n, Ok(0) | Err(_)), "closed without an answer");
+    }
+    let again = connect_from("127.0.0.1", b.http_addr).await;
+    assert!(status_of(again, "/streams/r")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    let rejected = metric(
+        b.admin_addr,
+        "sse_bridge_requests_rejected_total{status=\"429\"}",
+    )
+    .await;
+    assert_eq!(rejected, 1.0);
+}

@@ -102,6 +102,10 @@ pub struct ServerConfig {
     /// held is freed.
     #[serde(with = "humantime_serde")]
     pub write_timeout: Duration,
+    /// Time a connection gets to send its request head; until then it counts against
+    /// its address's `max_connections_per_ip`.
+    #[serde(with = "humantime_serde")]
+    pub head_timeout: Duration,
     /// `[server.catchup]`: bounds of the shared readers that serve clients resuming from
     /// behind the replay buffer.
     pub catchup: CatchupConfig,
@@ -128,6 +132,7 @@ impl Default for ServerConfig {
             drain_window: Duration::from_secs(5),
             console: true,
             write_timeout: Duration::from_secs(30),
+            head_timeout: Duration::from_secs(5),
             catchup: CatchupConfig::default(),
         }
     }

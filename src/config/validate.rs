@@ -49,6 +49,9 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
     if s.write_timeout.as_millis() < 100 {
         p.push("server.write_timeout", "must be at least 100ms");
     }
+    if s.head_timeout.as_millis() < 100 || s.head_timeout > std::time::Duration::from_secs(60) {
+        p.push("server.head_timeout", "must be between 100ms and 60s");
+    }
     let c = &s.catchup;
     if c.max_readers == 0 {
         p.push("server.catchup.max_readers", "must be at least 1");

@@ -134,14 +134,19 @@ pub fn admit(
         .held
         .ip(&app.per_ip, ip, app.server.max_connections_per_ip)
     {
-        let mut r = json_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_connections",
-            "too many open streams from this address",
-        );
-        r.headers_mut()
-            .insert(http::header::RETRY_AFTER, HeaderValue::from(5u64));
-        return Err(Box::new(r));
+        return Err(Box::new(too_many_connections()));
     }
     Ok(extras)
+}
+
+/// 429 `too_many_connections`: the address holds its share of connections.
+pub fn too_many_connections() -> Response {
+    let mut r = json_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_connections",
+        "too many open connections from this address",
+    );
+    r.headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(5u64));
+    r
 }

@@ -100,6 +100,12 @@ pub struct App {
 }
 
 impl App {
+    /// Whether `ip` is one of the proxies whose client address header is believed.
+    pub fn is_trusted(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+
     /// The routes now.
     pub fn table(&self) -> Arc<RouteTable> {
         self.table.read().clone()
@@ -143,6 +149,14 @@ async fn refuse(mut tcp: tokio::net::TcpStream) {
         1,
     );
     native::write_response(&mut tcp, resp, limit).await;
+}
+
+/// Answer a connection from an address that already holds its share (open streams and
+/// connections that have not sent a head yet): 429, then close.
+async fn refuse_address(mut tcp: tokio::net::TcpStream) {
+    let limit = Duration::from_secs(1);
+    native::read_head_bytes(&mut tcp, limit).await;
+    native::write_response(&mut tcp, access::too_many_connections(), limit).await;
 }
 
 /// What answers a listener's requests: a warp filter that always answers.
@@ -234,18 +248,41 @@ where
             }
             None => None,
         };
+        // A connection counts against its address's share from accept, not only once it
+        // opens a stream, so one address holding idle sockets cannot crowd everyone else
+        // out. Connections from trusted proxies count by the address they report, once
+        // their head is read.
+        let pending = match &app {
+            Some(a) if a.server.max_connections_per_ip > 0 && !a.is_trusted(peer.ip()) => {
+                let mut h = limits::Held::default();
+                if !h.ip(
+                    &a.per_ip,
+                    peer.ip().to_canonical(),
+                    a.server.max_connections_per_ip,
+                ) {
+                    a.metrics.rejected.with_label_values(&["429"]).inc();
+                    tokio::spawn(refuse_address(tcp));
+                    continue;
+                }
+                Some(h)
+            }
+            _ => None,
+        };
         let _ = tcp.set_nodelay(true);
         let kill = CancellationToken::new();
         let svc = warp::service(filter.clone());
         let watcher = graceful.watcher();
         let app = app.clone();
         let streams = app.is_some();
+        let head_timeout = app
+            .as_ref()
+            .map_or(Duration::from_secs(10), |a| a.server.head_timeout);
         native_tasks.spawn(async move {
             let _slot = slot;
             let mut tcp = tcp;
             let prefix = match app {
                 None => Vec::new(),
-                Some(app) => match native::read_head(&mut tcp, &app).await {
+                Some(app) => match native::read_head(&mut tcp, &app, pending).await {
                     native::Head::Close => return,
                     native::Head::Stream(req) => {
                         native::serve_stream(tcp, app, req, kill, peer).await;
@@ -261,7 +298,7 @@ where
             // first on a new connection, where the stream path reads it.
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
+                .header_read_timeout(head_timeout)
                 .keep_alive(!streams)
                 // The head limit holds on this path too (431 beyond it).
                 .max_buf_size(native::MAX_HEAD)

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use warp::reply::Response;
 
 use super::fanout::Parking;
+use super::limits::Held;
 use super::routes::{self, Target};
 use super::stream::{cancelled_opt, sleep_until_opt, ClientStream};
 use super::{multiplex, open, App};
@@ -36,8 +37,6 @@ use futures::StreamExt;
 
 /// Longest request head read before answering 431.
 pub(crate) const MAX_HEAD: usize = 16 * 1024;
-/// Time a client gets to send its request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the first bytes of a connection asked for.
 pub enum Head {
@@ -89,9 +88,12 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     })
 }
 
-/// Read the request head and decide who answers it.
-pub async fn read_head(tcp: &mut TcpStream, app: &App) -> Head {
-    let (buf, end) = read_head_bytes(tcp, HEAD_TIMEOUT).await;
+/// Read the request head (within `server.head_timeout`) and decide who answers it;
+/// `pending`, the connection's place in its address's share, is given up once the head
+/// is read (a stream then takes a place of its own).
+pub async fn read_head(tcp: &mut TcpStream, app: &App, pending: Option<Held>) -> Head {
+    let (buf, end) = read_head_bytes(tcp, app.server.head_timeout).await;
+    drop(pending);
     let Some(head_len) = end else {
         // Incomplete at the limit, or complete beyond it.
         if buf.len() >= MAX_HEAD {
