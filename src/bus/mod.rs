@@ -198,6 +198,11 @@ impl Hub {
         self.ring.read().find_id(id)
     }
 
+    /// Look at the ring as it is now (for a source planning a client from memory).
+    pub fn inspect<T>(&self, f: impl FnOnce(&Ring) -> T) -> T {
+        f(&self.ring.read())
+    }
+
     /// Current head sequence and position.
     pub fn head(&self) -> (u64, Box<dyn Position>) {
         let r = self.ring.read();

@@ -145,6 +145,10 @@ impl Ring {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+    /// The events held, oldest first.
+    pub fn events(&self) -> impl Iterator<Item = &Arc<Event>> {
+        self.events.iter()
+    }
     /// At its event or byte bound: the next push drops the oldest event.
     pub fn full(&self) -> bool {
         self.events.len() >= self.max_events || self.bytes >= self.max_bytes

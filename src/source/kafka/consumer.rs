@@ -93,6 +93,7 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
     let mut parts = Vec::new();
     let mut tpl = TopicPartitionList::new();
     let mut start = KafkaPosition::for_topics(&src.cfg.topics);
+    let mut lows = KafkaPosition::for_topics(&src.cfg.topics);
     for (ti, n) in counts.iter().enumerate() {
         let topic = src.cfg.topics[ti].clone();
         for p in 0..n.unwrap_or(0) as i32 {
@@ -106,6 +107,7 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
                 (high - per_partition).max(low)
             };
             start.set(ti, p, from);
+            lows.set(ti, p, low);
             tpl.add_partition_offset(&topic, p, Offset::Offset(from))?;
             parts.push(Partition {
                 topic: ti as u16,
@@ -115,6 +117,7 @@ async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<
         }
     }
     consumer.assign(&tpl)?;
+    *src.lows.lock() = Some(lows);
     let fresh = head.topics().iter().all(|(_, o)| o.is_empty());
     if fresh {
         src.hub.set_head(|h| *h = Box::new(start.clone()));
@@ -350,12 +353,17 @@ async fn refresh_metadata(
     if watch.rounds % WATERMARK_EVERY != 1 {
         return Ok(());
     }
+    let mut lows = Some(KafkaPosition::for_topics(&src.cfg.topics));
     for p in parts.iter() {
         let topic = src.cfg.topics[usize::from(p.topic)].clone();
         let (t, part) = (topic.clone(), p.partition);
         let Ok((low, high)) = blocking(consumer, move |c| watermarks(c, &t, part)).await else {
+            lows = None;
             continue;
         };
+        if let Some(l) = lows.as_mut() {
+            l.set(usize::from(p.topic), part, low);
+        }
         let mut head = kafka(src.hub.head().1);
         let at = head.get(usize::from(p.topic), p.partition);
         if at != UNKNOWN && (at > high || at < low) {
@@ -391,6 +399,10 @@ async fn refresh_metadata(
             (high - at).max(0)
         };
         src.metrics.set_lag(&topic, p.partition, lag);
+    }
+    // Only a complete round replaces what planning reads.
+    if let Some(l) = lows {
+        *src.lows.lock() = Some(l);
     }
     Ok(())
 }

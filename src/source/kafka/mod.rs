@@ -138,6 +138,9 @@ struct KafkaSource {
     catchup: CatchupPool,
     metrics: RouteMetrics,
     admin: Mutex<Option<Arc<BaseConsumer>>>,
+    /// First offsets of every partition (low watermarks) as the shared consumer last
+    /// saw them (at most a few seconds old; logs only ever start later).
+    lows: Mutex<Option<KafkaPosition>>,
 }
 
 impl KafkaSource {
@@ -166,6 +169,7 @@ impl KafkaSource {
             hub,
             catchup,
             admin: Mutex::new(None),
+            lows: Mutex::new(None),
         })
     }
 

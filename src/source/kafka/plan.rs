@@ -14,7 +14,7 @@ use super::{
 };
 use crate::bus::Cursor;
 use crate::metrics::ResumeOutcome;
-use crate::position::Position;
+use crate::position::{Position, Step};
 use crate::source::{CatchupStream, ClientStart, Plan, SourceError, StartPosition};
 use crate::sse;
 
@@ -84,6 +84,11 @@ impl KafkaSource {
                     StartPosition::Last(n) => Some(n as i64),
                     _ => None,
                 };
+                if let Some(plan) = self.from_memory(|lows, w| {
+                    start_in_memory(lows, &w.base, &w.head, n)
+                }) {
+                    return Ok(plan);
+                }
                 let pos = self
                     .query(move |src, c| src.position_at_watermarks(c, n))
                     .await?;
@@ -94,6 +99,15 @@ impl KafkaSource {
                 })
             }
             ClientStart::Since(ms) => {
+                let hub = self.hub.clone();
+                if let Some(plan) = self.from_memory(|lows, w| {
+                    hub.inspect(|ring| {
+                        let events = ring.events().map(|e| (&e.step, e.timestamp_ms));
+                        since_in_memory(ms, lows, &w.base, &w.head, events)
+                    })
+                }) {
+                    return Ok(plan);
+                }
                 let pos = self
                     .query(move |src, c| src.position_at_time(c, ms))
                     .await?;
@@ -123,6 +137,22 @@ impl KafkaSource {
                 Ok(plan)
             }
         }
+    }
+
+    /// A plan for a start the ring covers, found by `find` from the log starts the
+    /// shared consumer tracks and the ring's window, without asking the broker.
+    fn from_memory(
+        self: &Arc<Self>,
+        find: impl FnOnce(&KafkaPosition, &Window) -> Option<KafkaPosition>,
+    ) -> Option<Plan> {
+        let lows = self.lows.lock().clone()?;
+        let window = self.window();
+        let pos = find(&lows, &window)?;
+        let (plan, behind) = self.attach_in(Cursor::new(Box::new(pos), false), window);
+        behind.is_none().then_some(Plan {
+            outcome: None,
+            ..plan
+        })
     }
 
     /// Attach a cursor to the ring: partitions below the ring's base are read from Kafka
@@ -416,6 +446,70 @@ fn start_offset(low: i64, high: i64, last: Option<i64>) -> i64 {
     last.map_or(low, |n| (high - n).max(low))
 }
 
+/// The start of `earliest` (`last = None`) or `{ last = N }` from memory: per partition,
+/// [`start_offset`] of its log start (`lows`) and the ring's head, when the ring holds
+/// everything from there (its base at or before it on every partition).
+fn start_in_memory(
+    lows: &KafkaPosition,
+    base: &KafkaPosition,
+    head: &KafkaPosition,
+    last: Option<i64>,
+) -> Option<KafkaPosition> {
+    let mut pos = head.clone();
+    for (ti, (_, offsets)) in head.topics().iter().enumerate() {
+        if lows.partitions(ti) != offsets.len() {
+            return None;
+        }
+        for (p, &h) in offsets.iter().enumerate() {
+            let p = p as i32;
+            let (low, b) = (lows.get(ti, p), base.get(ti, p));
+            if h == UNKNOWN || low == UNKNOWN || b == UNKNOWN {
+                return None;
+            }
+            let at = start_offset(low, h, last).min(h);
+            if b > at {
+                return None;
+            }
+            pos.set(ti, p, at);
+        }
+    }
+    Some(pos)
+}
+
+/// The start of `?since=ms` from memory: per partition, the first record in the ring
+/// stamped at or after `ms` (else the head). Only when the ring reaches back before
+/// `ms` (its oldest event is older) or holds every partition's whole log; a ring holding
+/// a reset is left to the broker.
+fn since_in_memory<'a>(
+    ms: i64,
+    lows: &KafkaPosition,
+    base: &KafkaPosition,
+    head: &KafkaPosition,
+    events: impl Iterator<Item = (&'a Step, Option<i64>)>,
+) -> Option<KafkaPosition> {
+    let whole_log = start_in_memory(lows, base, head, None).is_some();
+    let mut pos = head.clone();
+    let mut found = std::collections::HashSet::new();
+    let mut first = true;
+    for (step, ts) in events {
+        let Step::Record { lane, offset } = *step else {
+            return None;
+        };
+        if first && !whole_log && ts.is_none_or(|t| t >= ms) {
+            return None;
+        }
+        first = false;
+        let key = (lane.stream, lane.partition);
+        if ts.is_some_and(|t| t >= ms) && found.insert(key) {
+            pos.set(usize::from(lane.stream), lane.partition, offset);
+        }
+    }
+    if first && !whole_log {
+        return None;
+    }
+    Some(pos)
+}
+
 /// True when the ring between `base` and `head` covers `asked` on every partition: the
 /// id knows no partition the head does not, and every partition of the head has a known
 /// offset in `base..=head`.
@@ -607,6 +701,98 @@ mod tests {
                 "earliest": null, "latest": null, "resumed_from": null,
                 "reason": "partition_missing"}])
         );
+    }
+
+    #[test]
+    fn earliest_and_last_n_from_memory_only_when_the_ring_holds_them() {
+        let lows = pos(&[("a", &[0, 5])]);
+        let head = pos(&[("a", &[10, 20])]);
+        // The ring holds both whole logs.
+        let base = pos(&[("a", &[0, 5])]);
+        assert_eq!(
+            start_in_memory(&lows, &base, &head, None),
+            Some(pos(&[("a", &[0, 5])]))
+        );
+        assert_eq!(
+            start_in_memory(&lows, &base, &head, Some(3)),
+            Some(pos(&[("a", &[7, 17])]))
+        );
+        // More than a partition holds starts at its log start.
+        assert_eq!(
+            start_in_memory(&lows, &base, &head, Some(12)),
+            Some(pos(&[("a", &[0, 8])]))
+        );
+        // The ring starts after partition 1's log start: earliest needs the broker, the
+        // last 3 do not.
+        let base = pos(&[("a", &[0, 9])]);
+        assert_eq!(start_in_memory(&lows, &base, &head, None), None);
+        assert_eq!(
+            start_in_memory(&lows, &base, &head, Some(3)),
+            Some(pos(&[("a", &[7, 17])]))
+        );
+        // Log starts not known for every partition: the broker decides.
+        let partial = pos(&[("a", &[0])]);
+        assert_eq!(start_in_memory(&partial, &base, &head, Some(3)), None);
+    }
+
+    fn rec(partition: i32, offset: i64) -> Step {
+        Step::Record {
+            lane: crate::position::Lane {
+                stream: 0,
+                partition,
+            },
+            offset,
+        }
+    }
+
+    #[test]
+    fn since_from_memory_only_when_the_ring_reaches_back_before_it() {
+        let lows = pos(&[("a", &[0, 0])]);
+        let base = pos(&[("a", &[3, 1])]);
+        let head = pos(&[("a", &[6, 4])]);
+        let ring = [
+            (rec(0, 3), Some(100)),
+            (rec(1, 1), Some(110)),
+            (rec(0, 4), Some(120)),
+            (rec(1, 2), Some(130)),
+            (rec(1, 3), Some(140)),
+            (rec(0, 5), Some(150)),
+        ];
+        let events = || ring.iter().map(|(s, t)| (s, *t));
+        // Each partition from its first record at or after the time.
+        assert_eq!(
+            since_in_memory(125, &lows, &base, &head, events()),
+            Some(pos(&[("a", &[5, 2])]))
+        );
+        // A time after everything: the head.
+        assert_eq!(
+            since_in_memory(1000, &lows, &base, &head, events()),
+            Some(head.clone())
+        );
+        // A time at or before the ring's oldest record: the broker's time index decides.
+        assert_eq!(since_in_memory(100, &lows, &base, &head, events()), None);
+        // ...unless the ring holds the whole logs.
+        let whole = pos(&[("a", &[0, 0])]);
+        assert_eq!(
+            since_in_memory(50, &lows, &whole, &head, events()),
+            Some(pos(&[("a", &[3, 1])]))
+        );
+        // A reset in the ring: the broker decides.
+        let with_reset = [
+            (rec(0, 3), Some(100)),
+            (
+                Step::Restart {
+                    lane: crate::position::Lane {
+                        stream: 0,
+                        partition: 1,
+                    },
+                    next: 0,
+                },
+                None,
+            ),
+        ];
+        let events = with_reset.iter().map(|(s, t)| (s, *t));
+        assert_eq!(since_in_memory(125, &lows, &base, &head, events), None);
     }
 
     #[test]
