@@ -6,6 +6,7 @@
 mod conn;
 mod demo;
 mod http1;
+mod open_rate;
 mod proc_stats;
 mod produce;
 mod report;
@@ -107,6 +108,29 @@ enum Cmd {
         /// Touch this file once every connection is live.
         #[arg(long)]
         ready_file: Option<std::path::PathBuf>,
+    },
+    /// Streams opened per second for each start mode (routes `latest`, `earliest` and
+    /// `last` of one topic whose history is inside the buffer; `since` and a resume by
+    /// id on `latest`).
+    OpenRate {
+        /// Base URL of the bridge, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        base: String,
+        /// Topic the routes read (for the resume id).
+        #[arg(long)]
+        topic: String,
+        /// Offset of partition 0 the resume id names (inside the buffer).
+        #[arg(long, default_value_t = 50)]
+        resume_at: i64,
+        /// `?since=` of the since mode (ms since the epoch).
+        #[arg(long)]
+        since: i64,
+        #[arg(long, default_value_t = 5000)]
+        clients: usize,
+        #[arg(long, default_value_t = 1)]
+        sources: usize,
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
     },
     /// Hold N idle connections; report server memory per connection.
     Idle(Common),
@@ -347,6 +371,43 @@ async fn main() -> anyhow::Result<()> {
                 },
             });
             report::emit(&r, c.json.as_deref())
+        }
+        Cmd::OpenRate {
+            base,
+            topic,
+            resume_at,
+            since,
+            clients,
+            sources,
+            json,
+        } => {
+            let (server, _) = parse_url(&base)?;
+            let id = sse_bridge::event_id::encode(
+                &sse_bridge::source::kafka::KafkaPosition::from_topics(vec![(
+                    topic,
+                    vec![resume_at],
+                )]),
+            );
+            let mode = |label: &str, path: String, headers: Vec<(String, String)>| {
+                open_rate::Mode {
+                    label: label.into(),
+                    path,
+                    headers,
+                }
+            };
+            let modes = [
+                mode("latest", "/streams/latest".into(), vec![]),
+                mode("earliest", "/streams/earliest".into(), vec![]),
+                mode("last", "/streams/last".into(), vec![]),
+                mode("since", format!("/streams/latest?since={since}"), vec![]),
+                mode(
+                    "resume",
+                    "/streams/latest".into(),
+                    vec![("Last-Event-ID".into(), id)],
+                ),
+            ];
+            let r = open_rate::run(server, &modes, clients, sources).await?;
+            report::emit(&r, json.as_deref())
         }
         Cmd::Idle(c) => {
             let before = proc_stats::sample(&c.pid);
