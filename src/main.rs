@@ -8,6 +8,17 @@ use std::process::ExitCode;
 use clap::Parser;
 use sse_bridge::config::{LogFormat, Settings};
 
+/// jemalloc, for Rust and (as `malloc` itself) for the C code linked in (librdkafka's
+/// fetch queues), so that memory freed after a flood (connections, catch-up buffers)
+/// goes back to the OS: glibc's per-thread arenas keep most of it.
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Purge freed pages on jemalloc's background thread, one second after they are freed.
+#[allow(non_upper_case_globals)]
+#[export_name = "malloc_conf"]
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 /// Kafka and MongoDB change feeds as resumable Server-Sent Events.
 #[derive(Debug, Parser)]
 #[command(version, about)]

@@ -297,28 +297,38 @@ async fn a_client_whose_socket_takes_nothing_meets_the_write_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_id_naming_thousands_of_missing_partitions_gets_a_small_reset() {
+async fn ids_naming_missing_partitions_get_a_small_reset_or_a_400() {
     use sse_bridge::source::kafka::{KafkaPosition, UNKNOWN};
     let topic = unique("hostile-reset");
     create_topic(&topic, 1).await;
     produce_text(&producer(), &topic, "first").await;
     let b = bridge(&config("r", &topic, "")).await;
-    // Partition 0 at its start, then every other one of 11,000 that do not exist (one
-    // byte each): an id of ~15 KiB, inside the head limit.
-    let mut offsets = vec![0i64];
-    offsets.extend((1..11_000).map(|p| if p % 2 == 1 { 1 } else { UNKNOWN }));
-    let id =
-        sse_bridge::event_id::encode(&KafkaPosition::from_topics(vec![(topic.clone(), offsets)]));
-    assert!(id.len() > 12_000 && id.len() < 16_000, "{}", id.len());
     let url = format!("http://{}/streams/r", b.http_addr);
-    let mut c = SseClient::connect(&url, Some(&id)).await;
+    // Partition 0 at its start, then every other one of `n` that do not exist.
+    let id = |n: usize| {
+        let mut offsets = vec![0i64];
+        offsets.extend((1..n).map(|p| if p % 2 == 1 { 1 } else { UNKNOWN }));
+        sse_bridge::event_id::encode(&KafkaPosition::from_topics(vec![(topic.clone(), offsets)]))
+    };
+    // 5,500 missing partitions (an id of ~15 KiB, inside the head limit): refused cheaply.
+    let huge = id(11_000);
+    assert!(huge.len() > 12_000 && huge.len() < 16_000, "{}", huge.len());
+    let r = reqwest::Client::new()
+        .get(&url)
+        .header("Last-Event-ID", &huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(r).await, (400, "malformed_event_id".to_owned()));
+    // 256 missing partitions (the most an id may name): a reset of bounded size.
+    let mut c = SseClient::connect(&url, Some(&id(513))).await;
     assert_eq!(c.status, 200);
     let reset = c.next(T).await.expect("reset");
     assert_eq!(reset.event, "reset");
     let size = reset.data.len() + reset.id.len();
     assert!(size < 4096, "reset of {size} bytes");
     let j: serde_json::Value = serde_json::from_str(&reset.data).unwrap();
-    assert_eq!(j["omitted"].as_u64().unwrap() + 16, 5_500, "{j}");
+    assert_eq!(j["omitted"].as_u64().unwrap() + 16, 256, "{j}");
     // Then the record the id had not seen, and live ones.
     assert_eq!(c.next(T).await.expect("event").data, "first");
     produce_text(&producer(), &topic, "live").await;

@@ -67,12 +67,12 @@ pub(crate) async fn open_stream(
     }
     let plan = match route.source.plan(start).await {
         Ok(p) => p,
-        Err(SourceError::WrongKind) => {
+        Err(e @ (SourceError::WrongKind | SourceError::BadId(_))) => {
             hub.metrics().resumed(ResumeOutcome::Malformed);
             return Err(Box::new(json_error(
                 StatusCode::BAD_REQUEST,
                 "malformed_event_id",
-                "event id does not belong to this route's source",
+                e.to_string(),
             )));
         }
         Err(SourceError::Busy { retry_after_s }) => {

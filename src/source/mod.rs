@@ -260,6 +260,9 @@ pub enum SourceError {
     /// The id names a position of another kind of source.
     #[error("event id does not belong to this route's source")]
     WrongKind,
+    /// The id cannot be a position of this route (it says why).
+    #[error("{0}")]
+    BadId(String),
     /// Every catch-up reader the client could use is busy.
     #[error("no catch-up reader free")]
     Busy {

@@ -5,6 +5,7 @@
 
 mod conn;
 mod demo;
+mod hostile;
 mod http1;
 mod open_rate;
 mod proc_stats;
@@ -131,6 +132,41 @@ enum Cmd {
         sources: usize,
         #[arg(long)]
         json: Option<std::path::PathBuf>,
+    },
+    /// Honest clients following a route, alone and then under hostile load from other
+    /// addresses; then the bridge's memory once the flood is over.
+    Hostile {
+        /// Stream URL of the route.
+        #[arg(long)]
+        url: String,
+        /// Admin URL of the bridge.
+        #[arg(long)]
+        admin: String,
+        #[arg(long)]
+        pid: u32,
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 500)]
+        honest: usize,
+        #[arg(long, default_value_t = 500)]
+        hostile: usize,
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        /// Seconds of production in each run.
+        #[arg(long, default_value_t = 15.0)]
+        duration: f64,
+        /// Seconds after the flood before the last memory sample.
+        #[arg(long, default_value_t = 30.0)]
+        after: f64,
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+        #[arg(long, default_value = "hostile")]
+        label: String,
+        /// Only these kinds of attacker (repeat; default: every kind).
+        #[arg(long)]
+        kind: Vec<String>,
     },
     /// Hold N idle connections; report server memory per connection.
     Idle(Common),
@@ -388,13 +424,12 @@ async fn main() -> anyhow::Result<()> {
                     vec![resume_at],
                 )]),
             );
-            let mode = |label: &str, path: String, headers: Vec<(String, String)>| {
-                open_rate::Mode {
+            let mode =
+                |label: &str, path: String, headers: Vec<(String, String)>| open_rate::Mode {
                     label: label.into(),
                     path,
                     headers,
-                }
-            };
+                };
             let modes = [
                 mode("latest", "/streams/latest".into(), vec![]),
                 mode("earliest", "/streams/earliest".into(), vec![]),
@@ -407,6 +442,53 @@ async fn main() -> anyhow::Result<()> {
                 ),
             ];
             let r = open_rate::run(server, &modes, clients, sources).await?;
+            report::emit(&r, json.as_deref())
+        }
+        Cmd::Hostile {
+            url,
+            admin,
+            pid,
+            brokers,
+            topic,
+            honest,
+            hostile,
+            rate,
+            duration,
+            after,
+            json,
+            label,
+            kind,
+        } => {
+            // An id naming 5,500 partitions the topic lacks (~15 KiB).
+            let mut offsets = vec![0i64];
+            offsets.extend((1..11_000).map(|p| {
+                if p % 2 == 1 {
+                    1
+                } else {
+                    sse_bridge::source::kafka::UNKNOWN
+                }
+            }));
+            let huge = sse_bridge::event_id::encode(
+                &sse_bridge::source::kafka::KafkaPosition::from_topics(vec![(
+                    topic.clone(),
+                    offsets,
+                )]),
+            );
+            let h = hostile::Hostile {
+                url,
+                admin,
+                pid,
+                brokers,
+                topic,
+                honest,
+                hostile,
+                rate,
+                duration,
+                after,
+                kinds: kind,
+                label,
+            };
+            let r = hostile::run(h, huge).await?;
             report::emit(&r, json.as_deref())
         }
         Cmd::Idle(c) => {

@@ -39,8 +39,10 @@ async fn run_mode(
                 let s = tokio::net::TcpSocket::new_v4()?;
                 s.bind(local)?;
                 let tcp = s.connect(server).await?;
-                let h: Vec<(&str, &str)> =
-                    headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let h: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
                 let (status, body) = http1::get(tcp, server, &path, &h).await?;
                 anyhow::ensure!(status == 200, "status {status}");
                 anyhow::Ok(body)
@@ -100,9 +102,9 @@ pub async fn run(
             })
         })
         .collect();
-    let within = rows
-        .iter()
-        .all(|(_, _, failed, _, rate)| *failed == 0 && latest_rate.is_some_and(|l| *rate >= 0.8 * l));
+    let within = rows.iter().all(|(_, _, failed, _, rate)| {
+        *failed == 0 && latest_rate.is_some_and(|l| *rate >= 0.8 * l)
+    });
     Ok(json!({
         "scenario": "open-rate",
         "clients_per_mode": clients,

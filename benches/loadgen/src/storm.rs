@@ -67,7 +67,7 @@ async fn fleet(
     Ok((handles, totals, stop))
 }
 
-async fn metrics_text(admin: &str) -> String {
+pub(crate) async fn metrics_text(admin: &str) -> String {
     let Ok(addr) = admin
         .trim_start_matches("http://")
         .parse::<std::net::SocketAddr>()
@@ -86,7 +86,7 @@ async fn metrics_text(admin: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn metric_sum(text: &str, prefix: &str) -> f64 {
+pub(crate) fn metric_sum(text: &str, prefix: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

@@ -141,7 +141,12 @@ struct KafkaSource {
     /// First offsets of every partition (low watermarks) as the shared consumer last
     /// saw them (at most a few seconds old; logs only ever start later).
     lows: Mutex<Option<KafkaPosition>>,
+    /// Broker queries planning clients run at most this many at once.
+    queries: Arc<tokio::sync::Semaphore>,
 }
+
+/// Broker queries (watermarks, time index) planning clients at once, per route.
+const QUERIES_AT_ONCE: usize = 4;
 
 impl KafkaSource {
     /// Build the source of `route` (not yet running).
@@ -170,6 +175,7 @@ impl KafkaSource {
             catchup,
             admin: Mutex::new(None),
             lows: Mutex::new(None),
+            queries: Arc::new(tokio::sync::Semaphore::new(QUERIES_AT_ONCE)),
         })
     }
 

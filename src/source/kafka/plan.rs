@@ -84,9 +84,9 @@ impl KafkaSource {
                     StartPosition::Last(n) => Some(n as i64),
                     _ => None,
                 };
-                if let Some(plan) = self.from_memory(|lows, w| {
-                    start_in_memory(lows, &w.base, &w.head, n)
-                }) {
+                if let Some(plan) =
+                    self.from_memory(|lows, w| start_in_memory(lows, &w.base, &w.head, n))
+                {
                     return Ok(plan);
                 }
                 let pos = self
@@ -123,12 +123,22 @@ impl KafkaSource {
                     .align(&self.cfg.topics);
                 // Decided and attached on one view of the ring, so nothing moves between.
                 let window = self.window();
+                if let Some((topic, n)) = too_many_missing(&asked, &window.head) {
+                    return Err(SourceError::BadId(format!(
+                        "the id names {n} partitions topic `{topic}` does not have"
+                    )));
+                }
                 if covers(&asked, &window.base, &window.head) {
                     return Ok(self
                         .attach_in(Cursor::new(Box::new(asked), false), window)
                         .0);
                 }
-                let (pos, bad) = self.query(move |src, c| src.validate(c, asked)).await?;
+                let known = self.lows.lock().clone();
+                let (pos, bad) = match known.and_then(|l| valid_in_memory(&asked, &l, &window.head))
+                {
+                    Some(pos) => (pos, Vec::new()),
+                    None => self.query(move |src, c| src.validate(c, asked)).await?,
+                };
                 let mut plan = self.attach_now(Cursor::new(Box::new(pos), false)).await?;
                 if !bad.is_empty() {
                     plan.preamble.push(self.reset_frame(&plan.cursor, bad));
@@ -234,8 +244,23 @@ impl KafkaSource {
             + Send
             + 'static,
     ) -> Result<T, SourceError> {
+        // A bounded number at once per route: a crowd of clients the broker must plan
+        // waits here (no thread each), then is refused like a busy catch-up.
+        let permit = tokio::time::timeout(
+            self.catchup.config().wait,
+            self.queries.clone().acquire_owned(),
+        )
+        .await;
+        let Ok(Ok(permit)) = permit else {
+            self.metrics.catchup_refused.inc();
+            let wait = self.catchup.config().wait.as_secs().max(1);
+            return Err(SourceError::Busy {
+                retry_after_s: wait + fastrand::u64(0..=wait),
+            });
+        };
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let c = me.admin()?;
             f(&me, &c)
         })
@@ -474,6 +499,62 @@ fn start_in_memory(
         }
     }
     Some(pos)
+}
+
+/// Most partitions an id may name that its topic does not have (topics only lose
+/// partitions when deleted and created again with fewer): beyond it the id is refused
+/// (400) instead of costing a broker query and a reset listing them.
+const MAX_MISSING: usize = 256;
+
+/// The first topic of which `asked` names more than [`MAX_MISSING`] partitions the route's
+/// head does not know, and how many.
+fn too_many_missing<'a>(
+    asked: &'a KafkaPosition,
+    head: &KafkaPosition,
+) -> Option<(&'a str, usize)> {
+    asked.topics().iter().enumerate().find_map(|(ti, (t, o))| {
+        let n = o
+            .iter()
+            .skip(head.partitions(ti))
+            .filter(|&&a| a != UNKNOWN)
+            .count();
+        (n > MAX_MISSING).then_some((t.as_str(), n))
+    })
+}
+
+/// `asked`, when memory alone shows every partition of it servable: each known offset
+/// between its partition's log start (as last seen) and the ring's head, no partition
+/// the route does not know. Anything else (a reset, an offset past this replica's head,
+/// partitions it has not seen) is for the broker to decide.
+fn valid_in_memory(
+    asked: &KafkaPosition,
+    lows: &KafkaPosition,
+    head: &KafkaPosition,
+) -> Option<KafkaPosition> {
+    let mut pos = head.clone();
+    for (ti, (_, offsets)) in head.topics().iter().enumerate() {
+        if offsets.is_empty() || lows.partitions(ti) != offsets.len() {
+            return None;
+        }
+        for (p, &h) in offsets.iter().enumerate() {
+            let p = p as i32;
+            let (a, low) = (asked.get(ti, p), lows.get(ti, p));
+            if low == UNKNOWN || h == UNKNOWN {
+                return None;
+            }
+            let next = if a == UNKNOWN { low } else { a };
+            if next < low || next > h {
+                return None;
+            }
+            pos.set(ti, p, next);
+        }
+    }
+    let unknown_beyond = asked
+        .topics()
+        .iter()
+        .enumerate()
+        .any(|(ti, (_, o))| o.iter().skip(head.partitions(ti)).any(|&a| a != UNKNOWN));
+    (!unknown_beyond).then_some(pos)
 }
 
 /// The start of `?since=ms` from memory: per partition, the first record in the ring
@@ -793,6 +874,59 @@ mod tests {
         ];
         let events = with_reset.iter().map(|(s, t)| (s, *t));
         assert_eq!(since_in_memory(125, &lows, &base, &head, events), None);
+    }
+
+    #[test]
+    fn resumes_are_validated_in_memory_only_when_memory_decides() {
+        let lows = pos(&[("a", &[2, 0])]);
+        let head = pos(&[("a", &[10, 7])]);
+        // Within log start and head; a partition the id predates starts at its low.
+        assert_eq!(
+            valid_in_memory(&pos(&[("a", &[2, UNKNOWN])]), &lows, &head),
+            Some(pos(&[("a", &[2, 0])]))
+        );
+        assert_eq!(
+            valid_in_memory(&pos(&[("a", &[10, 7])]), &lows, &head),
+            Some(head.clone())
+        );
+        // Below the log start (a reset), past this replica's head (another may be
+        // ahead), or a partition it does not know: the broker decides.
+        assert_eq!(valid_in_memory(&pos(&[("a", &[1, 0])]), &lows, &head), None);
+        assert_eq!(
+            valid_in_memory(&pos(&[("a", &[11, 0])]), &lows, &head),
+            None
+        );
+        assert_eq!(
+            valid_in_memory(&pos(&[("a", &[2, 0, 5])]), &lows, &head),
+            None
+        );
+        // ...but a partition it does not know that the id does not know either is fine.
+        assert_eq!(
+            valid_in_memory(&pos(&[("a", &[2, 0, UNKNOWN])]), &lows, &head),
+            Some(pos(&[("a", &[2, 0])]))
+        );
+    }
+
+    #[test]
+    fn ids_naming_too_many_missing_partitions_are_refused() {
+        let head = pos(&[("a", &[1]), ("b", &[1, 1])]);
+        let with = |extra: usize| {
+            let mut o = vec![1i64, 1];
+            o.extend(std::iter::repeat_n(5, extra));
+            pos(&[("a", &[1]), ("b", &o)])
+        };
+        assert_eq!(too_many_missing(&with(MAX_MISSING), &head), None);
+        assert_eq!(
+            too_many_missing(&with(MAX_MISSING + 1), &head),
+            Some(("b", MAX_MISSING + 1))
+        );
+        // Partitions the id does not know do not count.
+        let mut o = vec![1i64, 1];
+        o.extend(std::iter::repeat_n(UNKNOWN, 5000));
+        assert_eq!(
+            too_many_missing(&pos(&[("a", &[1]), ("b", &o)]), &head),
+            None
+        );
     }
 
     #[test]
