@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
@@ -17,11 +17,13 @@ use super::limits::Held;
 use super::RouteEntry;
 use crate::bus::{ClientFilter, ClientGuard, Cursor, Event, Hub, Read, Verdict};
 use crate::metrics::{DisconnectReason, RouteMetrics};
-use crate::source::{CatchupStream, Plan, Source};
+use crate::source::{CatchupStream, Plan, Source, SourceError};
 use crate::sse;
 
 /// Most ring events written in one chunk.
 const BATCH: usize = 256;
+/// Bytes after which a chunk of catch-up events is written.
+const CHUNK: usize = 64 * 1024;
 /// A client that falls out of the ring this many times before it ever caught up is
 /// disconnected (it resumes from its id on reconnect).
 const MAX_RESYNCS: u32 = 3;
@@ -68,6 +70,9 @@ pub struct ClientStream {
     cursor: Cursor,
     next_seq: u64,
     catchup: Option<CatchupStream>,
+    /// What the catch-up stream said after the events of the last chunk (its end or a
+    /// failure), handled before reading it again.
+    stashed: Option<Option<Result<Arc<Event>, SourceError>>>,
     preamble: Vec<Bytes>,
     rx: watch::Receiver<u64>,
     heartbeat: Pin<Box<Sleep>>,
@@ -120,6 +125,7 @@ impl ClientStream {
             cursor: plan.cursor,
             next_seq: plan.next_seq,
             catchup: plan.catchup,
+            stashed: None,
             preamble,
             heartbeat: Box::pin(tokio::time::sleep(settings.heartbeat)),
             heartbeat_every: settings.heartbeat,
@@ -295,7 +301,10 @@ impl ClientStream {
                 }
             }
             if let Some(cu) = self.catchup.as_mut() {
-                let item = tokio::select! {
+                let item = if let Some(item) = self.stashed.take() {
+                    item
+                } else {
+                    tokio::select! {
                     biased;
                     _ = self.cancel.cancelled() => return self.finish(DisconnectReason::Shutdown),
                     _ = fires(&mut self.end_timer) => continue,
@@ -306,6 +315,7 @@ impl ClientStream {
                         return Some(sse::heartbeat(&self.cursor.encode()));
                     }
                     item = cu.next() => item,
+                    }
                 };
                 match item {
                     None => {
@@ -326,15 +336,14 @@ impl ClientStream {
                         tracing::warn!(error = %e, "catch-up read failed; closing stream");
                         return self.finish(DisconnectReason::SourceError);
                     }
-                    Some(Ok(ev)) => match self.cursor.accept(&ev) {
-                        Verdict::Skip => {}
-                        _ if !self.passes(&ev) => {}
-                        Verdict::Shared | Verdict::Custom(_) => {
-                            self.metrics.events_sent.inc();
+                    Some(Ok(ev)) => {
+                        let mut out = BytesMut::new();
+                        if self.take_caught_up(&ev, &mut out) {
                             self.observe(&ev);
-                            return Some([self.cursor_id_line(), ev.frame.body()].concat().into());
+                            self.batch_catchup(&mut out);
+                            return Some(out.freeze());
                         }
-                    },
+                    }
                 }
                 continue;
             }
@@ -393,6 +402,46 @@ impl ClientStream {
 
     fn cursor_id_line(&self) -> Bytes {
         sse::id_line(&self.cursor.encode())
+    }
+
+    /// Append a catch-up event the client lacks (with its own id) to `out`; false when
+    /// the client skips it.
+    fn take_caught_up(&mut self, ev: &Event, out: &mut BytesMut) -> bool {
+        match self.cursor.accept(ev) {
+            Verdict::Skip => false,
+            _ if !self.passes(ev) => false,
+            Verdict::Shared | Verdict::Custom(_) => {
+                self.metrics.events_sent.inc();
+                out.extend_from_slice(&self.cursor_id_line());
+                out.extend_from_slice(&ev.frame.body());
+                true
+            }
+        }
+    }
+
+    /// Add the catch-up events already at hand to `out` (one write for many), up to
+    /// [`BATCH`] events or [`CHUNK`] bytes; an end or a failure met on the way is kept
+    /// for the next call.
+    fn batch_catchup(&mut self, out: &mut BytesMut) {
+        let Some(mut cu) = self.catchup.take() else {
+            return;
+        };
+        for _ in 1..BATCH {
+            if out.len() >= CHUNK {
+                break;
+            }
+            match cu.next().now_or_never() {
+                None => break,
+                Some(Some(Ok(ev))) => {
+                    self.take_caught_up(&ev, out);
+                }
+                Some(other) => {
+                    self.stashed = Some(other);
+                    break;
+                }
+            }
+        }
+        self.catchup = Some(cu);
     }
 
     /// Frames of the events in `buf` this client has not had, in one chunk.

@@ -38,6 +38,9 @@ use crate::position::Position;
 const TAKE: usize = 64;
 /// How often a reader held back by a slow client looks again.
 const RECHECK: Duration = Duration::from_millis(100);
+/// A reader whose read is complete stays joinable this long (its buffer holds the whole
+/// range): clients arriving just after it finished share it instead of reading again.
+const LINGER: Duration = Duration::from_secs(2);
 
 /// `[server.catchup]`: bounds of shared catch-up reads.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -65,10 +68,10 @@ impl Default for CatchupConfig {
         CatchupConfig {
             max_readers: 16,
             max_readers_per_route: 4,
-            buffer_events: 10_000,
+            buffer_events: 100_000,
             buffer_bytes: 8 * 1024 * 1024,
             wait: Duration::from_secs(5),
-            stall: Duration::from_secs(2),
+            stall: Duration::from_secs(5),
         }
     }
 }
@@ -278,13 +281,15 @@ struct State {
     next_client: u64,
     /// Set when the reader ends: `Ok` at the end of its read, `Err` on a failure.
     end: Option<Result<(), String>>,
+    /// New clients may join (while it reads, and for [`LINGER`] after a complete read).
+    closed: bool,
 }
 
 impl Shared {
     fn subscribe(self: &Arc<Self>, seq: u64, metrics: &RouteMetrics) -> Option<CatchupStream> {
         let id = {
             let mut st = self.state.lock();
-            if st.end.is_some() {
+            if st.closed || st.end.as_ref().is_some_and(Result::is_err) {
                 return None;
             }
             let id = st.next_client;
@@ -439,6 +444,7 @@ async fn run(
             if st.clients.is_empty() {
                 // Nobody to read for: new clients start a reader of their own.
                 st.end = Some(Ok(()));
+                st.closed = true;
                 break Ok(());
             }
         }
@@ -465,10 +471,24 @@ async fn run(
     };
     if let Err(e) = &end {
         tracing::warn!(route = %pool.metrics.route(), error = %e, "catch-up read ended");
+        shared.state.lock().closed = true;
     }
-    shared.state.lock().end.get_or_insert(end);
+    let complete = {
+        let mut st = shared.state.lock();
+        let complete = end.is_ok() && !st.closed;
+        st.end.get_or_insert(end);
+        st.closed |= !complete;
+        complete
+    };
     shared.head.send_modify(|_| {});
     drop(raw);
+    if complete {
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = tokio::time::sleep(LINGER) => {}
+        }
+        shared.state.lock().closed = true;
+    }
     pool.readers.lock().retain(|r| !Arc::ptr_eq(r, &shared));
     pool.metrics.catchup_readers.dec();
     pool.metrics.catchup_bytes.sub(counted);
@@ -705,6 +725,42 @@ mod tests {
         // own position.
         assert!(slow.next().await.is_none());
         drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_client_arriving_just_after_a_complete_read_shares_it() {
+        let f = fixture(cfg());
+        let (tx, first_raw) = raw();
+        let mut a = f
+            .pool
+            .join(&At(0), move || (Box::new(At(0)), first_raw))
+            .await
+            .unwrap();
+        for o in 0..3 {
+            tx.send(o).unwrap();
+        }
+        drop(tx);
+        assert_eq!(take(&mut a, 3).await, vec![0, 1, 2]);
+        assert!(a.next().await.is_none(), "the read is complete");
+        drop(a);
+        // No client left, but the complete buffer is still there to share.
+        let mut b = f.pool.join(&At(1), || panic!("read again")).await.unwrap();
+        assert_eq!(take(&mut b, 3).await, vec![0, 1, 2]);
+        assert!(b.next().await.is_none());
+        drop(b);
+        // Later, a new read.
+        tokio::time::sleep(LINGER + Duration::from_millis(200)).await;
+        let (_tx, r) = raw();
+        let mut opened = false;
+        let _c = f
+            .pool
+            .join(&At(1), || {
+                opened = true;
+                (Box::new(At(1)), r)
+            })
+            .await
+            .unwrap();
+        assert!(opened);
     }
 
     #[tokio::test]

@@ -3,6 +3,7 @@
 //! fixed rate, and reports deliveries per second, latency percentiles, lost and
 //! duplicated events per connection, and the server's memory and CPU (from /proc).
 
+mod catchup;
 mod conn;
 mod demo;
 mod hostile;
@@ -167,6 +168,28 @@ enum Cmd {
         /// Only these kinds of attacker (repeat; default: every kind).
         #[arg(long)]
         kind: Vec<String>,
+    },
+    /// Catch-up storm: every client resumes at once from `from`, far behind the buffer,
+    /// and reads up to `head` (records `seq` = offset, one partition).
+    Catchup {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        admin: String,
+        #[arg(long)]
+        pid: u32,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 1000)]
+        clients: usize,
+        #[arg(long, default_value_t = 2)]
+        sources: usize,
+        #[arg(long)]
+        from: u64,
+        #[arg(long)]
+        head: u64,
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
     },
     /// Hold N idle connections; report server memory per connection.
     Idle(Common),
@@ -489,6 +512,30 @@ async fn main() -> anyhow::Result<()> {
                 label,
             };
             let r = hostile::run(h, huge).await?;
+            report::emit(&r, json.as_deref())
+        }
+        Cmd::Catchup {
+            url,
+            admin,
+            pid,
+            topic,
+            clients,
+            sources,
+            from,
+            head,
+            json,
+        } => {
+            let r = catchup::run(catchup::Catchup {
+                url,
+                admin,
+                pid,
+                topic,
+                clients,
+                sources,
+                from,
+                head,
+            })
+            .await?;
             report::emit(&r, json.as_deref())
         }
         Cmd::Idle(c) => {
