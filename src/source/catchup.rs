@@ -101,6 +101,17 @@ impl CatchupLimits {
     }
 }
 
+/// What an adapter hands the pool to start a reader.
+pub struct CatchupRead {
+    /// The position the read starts from.
+    pub base: Box<dyn Position>,
+    /// Where the read ends, when known: a client at or after it gains nothing from the
+    /// reader (a read that ends on its own, MongoDB's, says `None`).
+    pub end: Option<Box<dyn Position>>,
+    /// The backend read.
+    pub raw: CatchupStream,
+}
+
 /// The right to run one catch-up reader (a route's and the process's share).
 pub struct Permit {
     _route: OwnedSemaphorePermit,
@@ -151,6 +162,14 @@ impl CatchupPool {
         let id = event_id::encode(position);
         let readers = self.0.readers.lock().clone();
         readers.iter().find_map(|r| {
+            if r.state
+                .lock()
+                .end_at
+                .as_ref()
+                .is_some_and(|e| position.at_or_after(&**e))
+            {
+                return None;
+            }
             let seq = {
                 let ring = r.ring.read();
                 ring.find_id(id.as_bytes())
@@ -185,19 +204,18 @@ impl CatchupPool {
         }
     }
 
-    /// Start a reader on `raw`, a backend read from `base` on, and join it.
-    pub fn start(
-        &self,
-        permit: Permit,
-        base: Box<dyn Position>,
-        raw: CatchupStream,
-    ) -> CatchupStream {
+    /// Start a reader on `read` and join it.
+    pub fn start(&self, permit: Permit, read: CatchupRead) -> CatchupStream {
         let cfg = &self.0.limits.cfg;
+        let CatchupRead { base, end, raw } = read;
         let (head, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             ring: RwLock::new(Ring::new(base, cfg.buffer_events, cfg.buffer_bytes)),
             head,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                end_at: end,
+                ..State::default()
+            }),
             progressed: Notify::new(),
             gone: Notify::new(),
         });
@@ -213,12 +231,11 @@ impl CatchupPool {
         first
     }
 
-    /// Join a reader serving `position`, or start one with `open` (which returns the
-    /// reader's base position and its raw read) once a permit is free.
+    /// Join a reader serving `position`, or start one with `open` once a permit is free.
     pub async fn join(
         &self,
         position: &dyn Position,
-        open: impl FnOnce() -> (Box<dyn Position>, CatchupStream),
+        open: impl FnOnce() -> CatchupRead,
     ) -> Result<CatchupStream, SourceError> {
         if let Some(s) = self.existing(position) {
             return Ok(s);
@@ -228,8 +245,7 @@ impl CatchupPool {
         if let Some(s) = self.existing(position) {
             return Ok(s);
         }
-        let (base, raw) = open();
-        Ok(self.start(permit, base, raw))
+        Ok(self.start(permit, open()))
     }
 
     /// [`CatchupPool::join`] on first use, for plans made where nothing can wait (a
@@ -237,7 +253,7 @@ impl CatchupPool {
     pub fn lazy(
         &self,
         position: Box<dyn Position>,
-        open: impl FnOnce() -> (Box<dyn Position>, CatchupStream) + Send + 'static,
+        open: impl FnOnce() -> CatchupRead + Send + 'static,
     ) -> CatchupStream {
         let pool = self.clone();
         Box::pin(
@@ -283,6 +299,8 @@ struct State {
     end: Option<Result<(), String>>,
     /// New clients may join (while it reads, and for [`LINGER`] after a complete read).
     closed: bool,
+    /// Where the read ends (known from the start, or once it has ended).
+    end_at: Option<Box<dyn Position>>,
 }
 
 impl Shared {
@@ -476,6 +494,9 @@ async fn run(
     let complete = {
         let mut st = shared.state.lock();
         let complete = end.is_ok() && !st.closed;
+        if complete && st.end_at.is_none() {
+            st.end_at = Some(shared.ring.read().head().clone_box());
+        }
         st.end.get_or_insert(end);
         st.closed |= !complete;
         complete
@@ -601,6 +622,14 @@ mod tests {
         out
     }
 
+    fn read(base: i64, raw: CatchupStream) -> CatchupRead {
+        CatchupRead {
+            base: Box::new(At(base)),
+            end: None,
+            raw,
+        }
+    }
+
     fn cfg() -> CatchupConfig {
         CatchupConfig {
             max_readers: 1,
@@ -618,7 +647,7 @@ mod tests {
         let (tx, first_raw) = raw();
         let mut a = f
             .pool
-            .join(&At(10), move || (Box::new(At(10)), first_raw))
+            .join(&At(10), move || read(10, first_raw))
             .await
             .unwrap();
         // Joins the running reader: no second read is opened.
@@ -652,7 +681,7 @@ mod tests {
         let (tx, first_raw) = raw();
         let _a = f
             .pool
-            .join(&At(10), move || (Box::new(At(10)), first_raw))
+            .join(&At(10), move || read(10, first_raw))
             .await
             .unwrap();
         let started = Instant::now();
@@ -679,16 +708,13 @@ mod tests {
         let (_tx, first_raw) = raw();
         let a = f
             .pool
-            .join(&At(10), move || (Box::new(At(10)), first_raw))
+            .join(&At(10), move || read(10, first_raw))
             .await
             .unwrap();
         let pool = f.pool.clone();
         let waiting = tokio::spawn(async move {
             let (tx, r) = raw();
-            let mut s = pool
-                .join(&At(3), move || (Box::new(At(3)), r))
-                .await
-                .unwrap();
+            let mut s = pool.join(&At(3), move || read(3, r)).await.unwrap();
             tx.send(3).unwrap();
             take(&mut s, 1).await
         });
@@ -707,7 +733,7 @@ mod tests {
         let (tx, first_raw) = raw();
         let mut fast = f
             .pool
-            .join(&At(0), move || (Box::new(At(0)), first_raw))
+            .join(&At(0), move || read(0, first_raw))
             .await
             .unwrap();
         let mut slow = f.pool.join(&At(0), || panic!("shared")).await.unwrap();
@@ -729,11 +755,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_arriving_just_after_a_complete_read_shares_it() {
-        let f = fixture(cfg());
+        let f = fixture(CatchupConfig {
+            max_readers: 3,
+            max_readers_per_route: 3,
+            ..cfg()
+        });
         let (tx, first_raw) = raw();
         let mut a = f
             .pool
-            .join(&At(0), move || (Box::new(At(0)), first_raw))
+            .join(&At(0), move || read(0, first_raw))
             .await
             .unwrap();
         for o in 0..3 {
@@ -748,6 +778,18 @@ mod tests {
         assert_eq!(take(&mut b, 3).await, vec![0, 1, 2]);
         assert!(b.next().await.is_none());
         drop(b);
+        // A client already at the end gains nothing from it: a read of its own.
+        let (_tx2, r2) = raw();
+        let mut fresh = false;
+        let _d = f
+            .pool
+            .join(&At(3), || {
+                fresh = true;
+                read(3, r2)
+            })
+            .await
+            .unwrap();
+        assert!(fresh);
         // Later, a new read.
         tokio::time::sleep(LINGER + Duration::from_millis(200)).await;
         let (_tx, r) = raw();
@@ -756,7 +798,7 @@ mod tests {
             .pool
             .join(&At(1), || {
                 opened = true;
-                (Box::new(At(1)), r)
+                read(1, r)
             })
             .await
             .unwrap();
@@ -770,11 +812,7 @@ mod tests {
             Ok(ev(0)),
             Err(SourceError::Unavailable("broker gone".into())),
         ]));
-        let mut a = f
-            .pool
-            .join(&At(0), move || (Box::new(At(0)), raw))
-            .await
-            .unwrap();
+        let mut a = f.pool.join(&At(0), move || read(0, raw)).await.unwrap();
         assert_eq!(take(&mut a, 1).await, vec![0]);
         match a.next().await {
             Some(Err(SourceError::Unavailable(e))) => assert!(e.contains("broker gone")),

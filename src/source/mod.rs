@@ -38,7 +38,7 @@ use serde::{Deserialize, Deserializer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use catchup::{CatchupConfig, CatchupLimits, CatchupPool, Permit};
+pub use catchup::{CatchupConfig, CatchupLimits, CatchupPool, CatchupRead, Permit};
 pub use route::{EventNameConfig, ReplayConfig, RouteOptions, StartPosition};
 
 use crate::bus::{Cursor, Event, Hub, Selector};

@@ -14,8 +14,8 @@ use super::{
 };
 use crate::bus::Cursor;
 use crate::metrics::ResumeOutcome;
-use crate::position::{Position, Step};
-use crate::source::{CatchupStream, ClientStart, Plan, SourceError, StartPosition};
+use crate::position::Step;
+use crate::source::{CatchupRead, ClientStart, Plan, SourceError, StartPosition};
 use crate::sse;
 
 /// One view of the ring: its oldest and newest sequences and positions.
@@ -32,21 +32,28 @@ struct Behind {
     /// moved back to where its range starts (a client at or after it on every
     /// partition can share the reader).
     base: KafkaPosition,
+    /// Where it ends: the ring's base.
+    end: KafkaPosition,
     /// `(topic index, partition, from, to)`.
     ranges: Vec<(u16, i32, i64, i64)>,
 }
 
 impl Behind {
-    fn new(mut base: KafkaPosition, ranges: Vec<(u16, i32, i64, i64)>) -> Behind {
+    fn new(end: KafkaPosition, ranges: Vec<(u16, i32, i64, i64)>) -> Behind {
+        let mut base = end.clone();
         for &(t, p, from, _) in &ranges {
             base.set(usize::from(t), p, from);
         }
-        Behind { base, ranges }
+        Behind { base, end, ranges }
     }
 
-    /// A reader's base and its raw read.
-    fn open(self, src: Arc<KafkaSource>) -> (Box<dyn Position>, CatchupStream) {
-        (Box::new(self.base), catchup::stream(src, self.ranges))
+    /// The read of a shared catch-up reader.
+    fn open(self, src: Arc<KafkaSource>) -> CatchupRead {
+        CatchupRead {
+            base: Box::new(self.base),
+            end: Some(Box::new(self.end)),
+            raw: catchup::stream(src, self.ranges),
+        }
     }
 }
 

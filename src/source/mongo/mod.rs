@@ -30,8 +30,8 @@ use crate::metrics::{ResumeOutcome, RouteMetrics};
 use crate::position::Position;
 use crate::problems::Problems;
 use crate::source::{
-    parse_section, spawn, Adapter, CatchupPool, ClientStart, Plan, Reader, RouteOptions,
-    SourceError, SourceSpec, StartPosition, Wiring,
+    parse_section, spawn, Adapter, CatchupPool, CatchupRead, ClientStart, Plan, Reader,
+    RouteOptions, SourceError, SourceSpec, StartPosition, Wiring,
 };
 use crate::sse;
 
@@ -344,7 +344,12 @@ impl MongoSource {
             Ok(stream) => {
                 plan.cursor.joined = true;
                 let raw = catchup::stream(self.clone(), Some(stream), None);
-                plan.catchup = Some(self.catchup.start(permit, base, raw));
+                let read = CatchupRead {
+                    base,
+                    end: None,
+                    raw,
+                };
+                plan.catchup = Some(self.catchup.start(permit, read));
                 plan.outcome = Some(ResumeOutcome::Source);
                 Ok(plan)
             }
@@ -385,9 +390,10 @@ impl MongoSource {
         }
         let token = c.is_known().then(|| c.to_resume_token()).flatten();
         let (src, base) = (self.clone(), c.clone());
-        let pending = self.catchup.lazy(Box::new(c.clone()), move || {
-            let raw = catchup::stream(src, None, token.map(Start::After));
-            (Box::new(base) as Box<dyn Position>, raw)
+        let pending = self.catchup.lazy(Box::new(c.clone()), move || CatchupRead {
+            base: Box::new(base),
+            end: None,
+            raw: catchup::stream(src, None, token.map(Start::After)),
         });
         // Every event of a catch-up read comes after the client's token.
         Plan {
