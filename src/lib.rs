@@ -8,7 +8,8 @@
 //! - floor 1: `bus` — a route's ring of frames encoded once, shared by every client,
 //!   doubling as the replay buffer; client cursors and filters. It knows no source.
 //! - floor 2: [`source`] — the plug (`Adapter`, `SourceSpec`, `Source`, the closed list
-//!   `ADAPTERS`) and one folder per adapter ([`source::kafka`], [`source::mongo`]);
+//!   `ADAPTERS`), shared bounded catch-up for every adapter (`CatchupPool`), and one
+//!   folder per adapter ([`source::kafka`], [`source::mongo`]);
 //!   `auth` — JWT verification and its config.
 //! - floor 3: [`config`] — the file's shape (server, routes), env overrides, validation;
 //!   each adapter parses and checks its own `source` section.
