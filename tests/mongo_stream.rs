@@ -205,6 +205,9 @@ async fn resume_across_a_bridge_restart() {
     let mut all = names(&first);
     all.extend(names(&rest));
     assert_eq!(all, sent);
+    // The new bridge warmed its ring with the recent changes: served from memory.
+    let series = "sse_bridge_resumes_total{outcome=\"buffer\",route=\"r\"}";
+    assert_eq!(metric(b2.admin_addr, series).await, 1.0);
     b2.shutdown().await;
 }
 

@@ -151,6 +151,8 @@ struct MongoSource {
     encoder: ChangeEncoder,
     hub: Arc<Hub>,
     catchup: CatchupPool,
+    /// Pre-fill the ring with recent changes at start (`replay.warm_start`).
+    warm: bool,
     metrics: RouteMetrics,
     client: parking_lot::Mutex<Option<Client>>,
 }
@@ -190,6 +192,7 @@ impl MongoSource {
             cfg,
             hub,
             catchup,
+            warm: route.replay.warm_start,
             client: parking_lot::Mutex::new(None),
         })
     }

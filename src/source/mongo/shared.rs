@@ -19,6 +19,8 @@ use crate::position::{Position, Step};
 use crate::sse;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A warm start reads the changes of this much recent time into the ring.
+pub(super) const WARM_WINDOW: Duration = Duration::from_secs(300);
 
 /// The hub event of change `doc` (`None` if it has no resume token).
 pub(super) fn event_of(src: &MongoSource, doc: &Document) -> Option<Event> {
@@ -52,12 +54,17 @@ pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
     // so nothing repeats; and if the server lost writes in a crash, resuming from a real
     // change fails loudly (a reset) instead of silently skipping what it writes next.
     let mut last_change: Option<MongoToken> = None;
+    // Until the first open succeeds from nothing known: fill the ring with the last
+    // WARM_WINDOW of changes, so clients reconnecting after a restart resume from memory.
+    let mut warming = src.warm;
     loop {
         let from = last_change.clone().unwrap_or_else(|| head_token(&src.hub));
         let token = from.is_known().then(|| from.to_resume_token()).flatten();
+        warming &= token.is_none();
         let start = match token {
             Some(t) if start_after_invalidate => Start::AfterEvenInvalidate(t),
             Some(t) => Start::After(t),
+            None if warming => Start::At(warm_from()),
             None => Start::Now,
         };
         tracing::debug!(route = %src.route, start = ?start, "opening change stream");
@@ -67,6 +74,13 @@ pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
         };
         let mut stream = match opened {
             Ok(s) => s.with_type::<Document>(),
+            // History that short is not kept (or the server cannot start there): start
+            // from the present, with nothing to tell clients.
+            Err(e) if warming => {
+                info!(route = %src.route, error = %redact_uri(&e.to_string()), "warm start not possible; starting from now");
+                warming = false;
+                continue;
+            }
             Err(e) if unresumable(&e).is_some() => {
                 let reason = unresumable(&e).unwrap_or("history_lost");
                 warn!(route = %src.route, reason, error = %redact_uri(&e.to_string()), "cannot resume the change stream; restarting from now");
@@ -106,9 +120,10 @@ pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
         start_after_invalidate = false;
         backoff = Duration::from_millis(250);
         info!(route = %src.route, "mongodb change stream open");
+        // Warming, the route is live once the stream has caught up with the present.
         src.hub.set_state(|s| {
             s.connected = true;
-            s.live = true;
+            s.live |= !warming;
             s.last_error = None;
         });
         if let Some(token) = stream.resume_token().as_ref().and_then(token_of) {
@@ -141,6 +156,11 @@ pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
                     }
                 }
                 Ok(None) => {
+                    if warming {
+                        warming = false;
+                        info!(route = %src.route, "mongodb source live (ring warm)");
+                        src.hub.set_state(|s| s.live = true);
+                    }
                     if !stream.is_alive() {
                         // The server closed the cursor (seen after a server restart):
                         // reopen from the last position.
@@ -161,6 +181,17 @@ pub(super) async fn run(src: Arc<MongoSource>, cancel: CancellationToken) {
                 }
             }
         }
+    }
+}
+
+/// The operation time a warm start reads from.
+fn warm_from() -> mongodb::bson::Timestamp {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    mongodb::bson::Timestamp {
+        time: u32::try_from(now.saturating_sub(WARM_WINDOW).as_secs()).unwrap_or(u32::MAX),
+        increment: 0,
     }
 }
 
