@@ -112,6 +112,15 @@ start_secantus() {
   log "SecantusDB $SECANTUS_VERSION on 127.0.0.1:$port (pid $SECANTUS_PID, log $dir/server.log)"
 }
 
+# ensure_nettools: ip, tc (iproute2) and nft (nftables) for the hostile-network tests.
+ensure_nettools() {
+  if ! command -v nft >/dev/null || ! command -v tc >/dev/null || ! command -v ip >/dev/null; then
+    log "installing iproute2 and nftables"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 nftables >/dev/null
+  fi
+}
+
 # ensure_chromium: Debian's chromium and chromium-driver (headless browser tests); sets
 # CHROMEDRIVER.
 ensure_chromium() {
