@@ -12,6 +12,7 @@ mod open_rate;
 mod proc_stats;
 mod produce;
 mod report;
+mod soak;
 mod storm;
 
 use std::net::SocketAddr;
@@ -188,6 +189,29 @@ enum Cmd {
         from: u64,
         #[arg(long)]
         head: u64,
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
+    /// Steady clients on an `earliest` route, alone and then with visitors arriving
+    /// every second (each reading up to 1.5 s from the earliest offset).
+    Soak {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        pid: u32,
+        #[arg(long)]
+        brokers: String,
+        #[arg(long)]
+        topic: String,
+        #[arg(long, default_value_t = 2000)]
+        steady: usize,
+        #[arg(long, default_value_t = 20)]
+        visitors_per_s: u64,
+        #[arg(long, default_value_t = 50)]
+        rate: u64,
+        /// Seconds of each run.
+        #[arg(long, default_value_t = 240.0)]
+        duration: f64,
         #[arg(long)]
         json: Option<std::path::PathBuf>,
     },
@@ -534,6 +558,30 @@ async fn main() -> anyhow::Result<()> {
                 sources,
                 from,
                 head,
+            })
+            .await?;
+            report::emit(&r, json.as_deref())
+        }
+        Cmd::Soak {
+            url,
+            pid,
+            brokers,
+            topic,
+            steady,
+            visitors_per_s,
+            rate,
+            duration,
+            json,
+        } => {
+            let r = soak::run(soak::Soak {
+                url,
+                pid,
+                brokers,
+                topic,
+                steady,
+                visitors_per_s,
+                rate,
+                duration,
             })
             .await?;
             report::emit(&r, json.as_deref())

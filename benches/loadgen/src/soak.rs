@@ -1,0 +1,217 @@
+//! Soak: steady clients follow a route starting at `earliest` while events are produced
+//! at a fixed rate, first alone, then while visitors keep arriving (N per second, each
+//! reading from the earliest offset for up to 1.5 s, then leaving). Reports the steady
+//! clients' loss, duplicates and latency in both runs, and the bridge's threads and RSS
+//! over time (flat after the first minute is the target).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::conn::source_addr;
+use crate::{close, http1, open, proc_stats, produce, Common};
+
+/// What to run.
+pub struct Soak {
+    pub url: String,
+    pub pid: u32,
+    pub brokers: String,
+    pub topic: String,
+    pub steady: usize,
+    pub visitors_per_s: u64,
+    pub rate: u64,
+    pub duration: f64,
+}
+
+fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
+}
+
+/// One run of `duration` seconds: steady clients (and visitors when `visitors`); returns
+/// the figures and the next sequence number.
+async fn phase(s: &Soak, seq0: u64, visitors: bool, label: &str) -> anyhow::Result<(Value, u64)> {
+    let c = Common {
+        url: vec![s.url.clone()],
+        clients: s.steady,
+        pid: vec![s.pid],
+        sources: 4,
+        source_base: 1,
+        json: None,
+        label: label.into(),
+        hold: 5.0,
+    };
+    // Steady clients start at the earliest offset: what predates this run is not counted.
+    let fleet = open(&c, Some(seq0)).await?;
+    let (server, path) = crate::parse_url(&s.url)?;
+    let opened = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let visiting = visitors.then(|| {
+        let (opened, refused, per_s) = (opened.clone(), refused.clone(), s.visitors_per_s);
+        let path = path.clone();
+        let mut stop_rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(1000 / per_s.max(1)));
+            let mut i = 0usize;
+            loop {
+                tokio::select! {
+                    _ = stop_rx.changed() => return,
+                    _ = tick.tick() => {}
+                }
+                i += 1;
+                let (opened, refused, path) = (opened.clone(), refused.clone(), path.clone());
+                let local = source_addr(i, 4, 20);
+                tokio::spawn(async move {
+                    let visit = async {
+                        let sock = tokio::net::TcpSocket::new_v4()?;
+                        sock.bind(local)?;
+                        let tcp = sock.connect(server).await?;
+                        let (status, mut body) = http1::get(tcp, server, &path, &[]).await?;
+                        if status != 200 {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            return anyhow::Ok(());
+                        }
+                        opened.fetch_add(1, Ordering::Relaxed);
+                        let stay = Duration::from_millis(fastrand_ms(1500));
+                        let _ = tokio::time::timeout(stay, async {
+                            while body.read(&mut |_: &[u8]| {}).await.unwrap_or(false) {}
+                        })
+                        .await;
+                        Ok(())
+                    };
+                    let _ = visit.await;
+                });
+            }
+        })
+    });
+    let samples = Arc::new(new_samples());
+    let sampler = {
+        let (samples, pid, mut stop_rx) = (samples.clone(), s.pid, stop_rx.clone());
+        tokio::spawn(async move {
+            let t0 = tokio::time::Instant::now();
+            loop {
+                let rss = proc_stats::sample(&[pid]).rss_bytes;
+                samples.lock().expect("not poisoned").push((
+                    t0.elapsed().as_secs_f64(),
+                    threads(pid),
+                    rss,
+                ));
+                tokio::select! {
+                    _ = stop_rx.changed() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        })
+    };
+    let p = produce::producer(&s.brokers)?;
+    let end_seq = produce::produce(
+        &p,
+        &s.topic,
+        s.rate,
+        Duration::from_secs_f64(s.duration),
+        seq0,
+        64,
+    )
+    .await?;
+    let want = (end_seq - seq0) * s.steady as u64;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while fleet.totals.events.load(Ordering::Relaxed) < want
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(true);
+    if let Some(v) = visiting {
+        let _ = v.await;
+    }
+    let _ = sampler.await;
+    let results = close(fleet).await;
+    let mut lat: Vec<u32> = results
+        .iter()
+        .flat_map(|r| r.latencies_us.iter().copied())
+        .collect();
+    lat.sort_unstable();
+    let pct = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
+            .map(|v| f64::from(*v) / 1000.0)
+    };
+    let mut missing = 0;
+    let mut dup = 0;
+    for r in &results {
+        missing += r.missing + end_seq.saturating_sub(r.next_seq.unwrap_or(seq0));
+        dup += r.duplicated;
+    }
+    let samples = samples.lock().expect("not poisoned").clone();
+    let at = |t: f64| {
+        samples
+            .iter()
+            .find(|(s, _, _)| *s >= t)
+            .or(samples.last())
+            .copied()
+    };
+    let mib = |b: u64| (b as f64 / 1048576.0 * 10.0).round() / 10.0;
+    let (t1, th1, rss1) = at(60.0).unwrap_or_default();
+    let (t2, th2, rss2) = samples.last().copied().unwrap_or_default();
+    Ok((
+        json!({
+            "label": label,
+            "steady_clients": s.steady,
+            "events": end_seq - seq0,
+            "deliveries_expected": want,
+            "missing": missing,
+            "duplicated": dup,
+            "latency_ms": { "p50": pct(0.5), "p99": pct(0.99), "max": lat.last().map(|v| f64::from(*v) / 1000.0) },
+            "visitors_opened": opened.load(Ordering::Relaxed),
+            "visitors_refused": refused.load(Ordering::Relaxed),
+            "bridge_threads": { "at_s": t1.round(), "then": th1, "at_end_s": t2.round(), "end": th2,
+                                "max": samples.iter().map(|s| s.1).max() },
+            "bridge_rss_mib": { "at_s": t1.round(), "then": mib(rss1), "at_end_s": t2.round(), "end": mib(rss2),
+                                "max": mib(samples.iter().map(|s| s.2).max().unwrap_or(0)) },
+        }),
+        end_seq,
+    ))
+}
+
+fn new_samples() -> std::sync::Mutex<Vec<(f64, usize, u64)>> {
+    std::sync::Mutex::new(Vec::new())
+}
+
+/// A random stay of up to `max` ms.
+fn fastrand_ms(max: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    u64::from(nanos) % max.max(1)
+}
+
+/// Both runs: steady alone, then with visitors.
+pub async fn run(s: Soak) -> anyhow::Result<Value> {
+    let p = produce::producer(&s.brokers)?;
+    let seq0 = produce::produce(&p, &s.topic, 10, Duration::from_millis(200), 0, 64).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (alone, seq1) = phase(&s, seq0, false, "steady alone").await?;
+    let (visited, _) = phase(&s, seq1, true, "steady with visitors").await?;
+    let p99 = |v: &Value| v["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN);
+    let ratio = p99(&visited) / p99(&alone).max(1.0);
+    let lost = alone["missing"].as_u64().unwrap_or(u64::MAX)
+        + visited["missing"].as_u64().unwrap_or(u64::MAX);
+    let dup = alone["duplicated"].as_u64().unwrap_or(u64::MAX)
+        + visited["duplicated"].as_u64().unwrap_or(u64::MAX);
+    Ok(json!({
+        "scenario": "soak",
+        "machine": crate::report::machine(),
+        "seconds_per_run": s.duration,
+        "rate_events_per_s": s.rate,
+        "visitors_per_s": s.visitors_per_s,
+        "steady_lost": lost,
+        "steady_duplicated": dup,
+        "steady_p99_ms_alone": p99(&alone),
+        "steady_p99_ms_with_visitors": p99(&visited),
+        "p99_ratio": (ratio * 100.0).round() / 100.0,
+        "runs": [alone, visited],
+        "targets_met": lost == 0 && dup == 0 && ratio <= 2.0,
+    }))
+}
