@@ -408,3 +408,39 @@ async fn idle_sockets_count_against_their_address_from_accept() {
     .await;
     assert_eq!(rejected, 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multiplexed_client_whose_socket_takes_nothing_is_counted_as_timed_out() {
+    use tokio::io::AsyncWriteExt;
+    let topic = unique("hostile-deadline-multi");
+    create_topic(&topic, 1).await;
+    let toml = config(
+        "r",
+        &topic,
+        "replay = { max_events = 100000 }\nmax_client_lag = 100000",
+    )
+    .replace("[server]\n", "[server]\nwrite_timeout = \"1s\"\n");
+    let b = bridge(&toml).await;
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = s.connect(b.http_addr).await.unwrap();
+    stuck
+        .write_all(b"GET /streams?routes=r HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let gauge = "sse_bridge_connections_active{route=\"r\"}";
+    wait_metric(b.admin_addr, gauge, |v| v == 1.0).await;
+    let p = producer();
+    let big = "x".repeat(16 * 1024);
+    let timed_out = "sse_bridge_disconnects_total{reason=\"write_timeout\",route=\"r\"}";
+    let deadline = tokio::time::Instant::now() + T;
+    while series_value(&metrics_text(b.admin_addr).await, timed_out).is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "never timed out");
+        for i in 0..50 {
+            produce_text(&p, &topic, &format!("{i}:{big}")).await;
+        }
+    }
+    assert_eq!(metric(b.admin_addr, timed_out).await, 1.0);
+    wait_metric(b.admin_addr, gauge, |v| v == 0.0).await;
+    drop(stuck);
+}

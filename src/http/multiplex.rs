@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::stream::{self, Stream, StreamExt};
@@ -20,6 +22,15 @@ use crate::event_id::{decode_multi, encode_multi, MAX_MULTI};
 
 /// The merged stream's bytes.
 pub type Chunks = Pin<Box<dyn Stream<Item = Bytes> + Send + Sync>>;
+
+/// A merged stream, and the flag its writer raises when the socket passes its write
+/// deadline (every route's stream then counts its end as `write_timeout`).
+pub struct Merged {
+    /// The merged chunks.
+    pub chunks: Chunks,
+    /// Raised by the writer on a write timeout.
+    pub timed_out: Arc<AtomicBool>,
+}
 type Tagged = Pin<Box<dyn Stream<Item = (usize, Option<Bytes>)> + Send>>;
 
 fn bad(code: &str, msg: String) -> Box<Response> {
@@ -33,7 +44,8 @@ pub async fn open(
     query: &str,
     kill: CancellationToken,
     peer: std::net::SocketAddr,
-) -> Result<Chunks, Box<Response>> {
+) -> Result<Merged, Box<Response>> {
+    let timed_out = Arc::new(AtomicBool::new(false));
     let mut names: Vec<String> = Vec::new();
     let mut last_id_q: Option<String> = None;
     let mut others: Vec<(String, String)> = Vec::new();
@@ -88,7 +100,8 @@ pub async fn open(
             h.insert("last-event-id", v);
         }
         sub_ids.push(id);
-        let s = open_stream(app, route, &h, &rest, kill.clone(), peer).await?;
+        let mut s = open_stream(app, route, &h, &rest, kill.clone(), peer).await?;
+        s.share_write_timeout(timed_out.clone());
         // Each route's chunks, tagged with its index, then `None` when it ends.
         let tagged = s
             .into_body()
@@ -106,7 +119,10 @@ pub async fn open(
         .take_while(|(_, c)| futures::future::ready(c.is_some()))
         .map(move |(i, c)| framer.reframe(i, &c.unwrap_or_default()))
         .filter(|b| futures::future::ready(!b.is_empty()));
-    Ok(Box::pin(sync_wrapper::SyncStream::new(merged)))
+    Ok(Merged {
+        chunks: Box::pin(sync_wrapper::SyncStream::new(merged)),
+        timed_out,
+    })
 }
 
 /// Re-frames the events of the merged routes.

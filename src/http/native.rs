@@ -226,7 +226,7 @@ pub async fn serve_stream(
     };
     match opened {
         Opened::Route(stream, parking) => pump(sink, stream, kill, parking).await,
-        Opened::Merged(chunks) => pump_merged(sink, chunks, kill).await,
+        Opened::Merged(merged) => pump_merged(sink, merged, kill).await,
     }
 }
 
@@ -234,7 +234,7 @@ pub async fn serve_stream(
 #[allow(clippy::large_enum_variant)] // held only while the stream starts, then moved out
 enum Opened {
     Route(ClientStream, Option<Parking>),
-    Merged(multiplex::Chunks),
+    Merged(multiplex::Merged),
 }
 
 /// Where a stream's bytes go: the socket, its framing and its write deadline.
@@ -300,7 +300,11 @@ fn write_failed(stream: &mut ClientStream, e: &io::Error) {
 
 /// Write a merged stream's chunks until it ends, the client goes away, the connection
 /// is killed or a write passes its deadline.
-async fn pump_merged(sink: Sink, mut chunks: multiplex::Chunks, kill: CancellationToken) {
+async fn pump_merged(sink: Sink, merged: multiplex::Merged, kill: CancellationToken) {
+    let multiplex::Merged {
+        mut chunks,
+        timed_out,
+    } = merged;
     let gone = gone(&sink.tcp);
     tokio::pin!(gone);
     let killed = kill.cancelled();
@@ -312,7 +316,14 @@ async fn pump_merged(sink: Sink, mut chunks: multiplex::Chunks, kill: Cancellati
             _ = &mut killed => return,
         };
         tokio::select! {
-            r = sink.chunk(chunk) => if !matches!(r, Ok(true)) { return },
+            r = sink.chunk(chunk) => match r {
+                Ok(true) => {}
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    timed_out.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
+                _ => return,
+            },
             _ = &mut killed => return,
         }
     }

@@ -91,6 +91,9 @@ pub struct ClientStream {
     /// Fires at the end time (one timer per stream, only when it has an end).
     end_timer: Option<Pin<Box<Sleep>>>,
     draining: Option<(CancellationToken, Duration)>,
+    /// Raised by the writer of a multiplexed connection when its socket passed the write
+    /// deadline (this stream only learns it is dropped).
+    write_timeout: Option<Arc<std::sync::atomic::AtomicBool>>,
     _held: Held,
 }
 
@@ -143,6 +146,7 @@ impl ClientStream {
                 .ends
                 .map(|(at, _)| Box::pin(tokio::time::sleep_until(at))),
             draining: extras.draining,
+            write_timeout: None,
             _held: extras.held,
         }
     }
@@ -261,6 +265,12 @@ impl ClientStream {
     /// The client's socket took no bytes for the write deadline: the stream ends so.
     pub fn write_timed_out(&mut self) {
         self.finish(DisconnectReason::WriteTimeout);
+    }
+
+    /// Count this stream's end as a write timeout when `flag` is raised by the time it
+    /// is dropped (a multiplexed connection's writer raises it).
+    pub fn share_write_timeout(&mut self, flag: Arc<std::sync::atomic::AtomicBool>) {
+        self.write_timeout = Some(flag);
     }
 
     /// The token that ends the stream at shutdown.
@@ -512,8 +522,14 @@ pub async fn cancelled_opt(token: Option<&CancellationToken>) {
 impl Drop for ClientStream {
     fn drop(&mut self) {
         self.metrics.connections_active.dec();
+        let timed_out = self
+            .write_timeout
+            .as_ref()
+            .is_some_and(|f| f.load(std::sync::atomic::Ordering::Relaxed));
         let reason = if self.guard.cut_off() {
             DisconnectReason::SlowClient
+        } else if timed_out && self.reason.is_none() {
+            DisconnectReason::WriteTimeout
         } else {
             self.reason.unwrap_or(DisconnectReason::ClientClosed)
         };
