@@ -10,8 +10,10 @@
 //! 1. Create `src/source/<name>/` with a position type implementing
 //!    [`Position`] and [`crate::position::Decode`] (a kind byte of its own), a config
 //!    struct implementing [`SourceSpec`] (validation, the selectors it supports, its
-//!    console description; `start` builds its reader and hands it to [`spawn`]), a
-//!    reader implementing [`Reader`] (`run`, `plan`, `attach`), and a constant
+//!    console description; `start` builds its reader from the [`Wiring`] and hands it to
+//!    [`spawn`]), a reader implementing [`Reader`] (`run`, `plan`, `attach`; a client
+//!    behind the ring gets its catch-up from the route's [`CatchupPool`], given a
+//!    [`CatchupRead`] of the backend — sharing and bounds come with it), and a constant
 //!    [`Adapter`] (its `type` name, kind byte and [`parse_section`] of its config type).
 //! 2. Declare the module below and add its `Adapter` constant to `ADAPTERS`.
 //!

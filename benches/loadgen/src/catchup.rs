@@ -20,6 +20,8 @@ pub struct Catchup {
     pub topic: String,
     pub clients: usize,
     pub sources: usize,
+    /// First loopback source address (127.0.0.N), to run several generators side by side.
+    pub source_base: u8,
     /// Sequence (= offset of the one partition) the clients resume from.
     pub from: u64,
     /// Sequence after the last record (the head).
@@ -45,7 +47,7 @@ pub async fn run(c: Catchup) -> anyhow::Result<Value> {
         handles.push(tokio::spawn(conn::run(
             server,
             path.clone(),
-            conn::source_addr(i, c.sources, 1),
+            conn::source_addr(i, c.sources, c.source_base),
             Some(id.clone()),
             totals.clone(),
             stop_rx.clone(),

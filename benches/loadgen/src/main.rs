@@ -185,6 +185,8 @@ enum Cmd {
         clients: usize,
         #[arg(long, default_value_t = 2)]
         sources: usize,
+        #[arg(long, default_value_t = 1)]
+        source_base: u8,
         #[arg(long)]
         from: u64,
         #[arg(long)]
@@ -545,6 +547,7 @@ async fn main() -> anyhow::Result<()> {
             topic,
             clients,
             sources,
+            source_base,
             from,
             head,
             json,
@@ -556,6 +559,7 @@ async fn main() -> anyhow::Result<()> {
                 topic,
                 clients,
                 sources,
+                source_base,
                 from,
                 head,
             })
