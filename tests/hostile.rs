@@ -444,3 +444,49 @@ async fn a_multiplexed_client_whose_socket_takes_nothing_is_counted_as_timed_out
     wait_metric(b.admin_addr, gauge, |v| v == 0.0).await;
     drop(stuck);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reading_the_buffer_gets_it_in_bounded_chunks() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    let topic = unique("hostile-chunks");
+    create_topic(&topic, 1).await;
+    let p = producer();
+    let big = "z".repeat(16 * 1024);
+    for i in 0..40 {
+        produce_text(&p, &topic, &format!("{i}:{big}")).await;
+    }
+    // Warm start puts all 40 (640 KiB) in the buffer; a resume from the start reads them
+    // from there.
+    let b = bridge(&config("r", &topic, "")).await;
+    let mut tcp = tokio::net::TcpStream::connect(b.http_addr).await.unwrap();
+    tcp.write_all(b"GET /streams/r HTTP/1.1\r\nHost: x\r\nLast-Event-ID: AWsA\r\n\r\n")
+        .await
+        .unwrap();
+    let mut r = tokio::io::BufReader::new(tcp);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+    }
+    // Chunked framing: every chunk's size, until all 40 events have come.
+    let (mut got, mut largest) = (0, 0usize);
+    while got < 40 {
+        line.clear();
+        tokio::time::timeout(T, r.read_line(&mut line))
+            .await
+            .unwrap()
+            .unwrap();
+        let size = usize::from_str_radix(line.trim(), 16).unwrap();
+        let mut body = vec![0u8; size + 2];
+        r.read_exact(&mut body).await.unwrap();
+        got += body.windows(2).filter(|w| w == b":z").count();
+        largest = largest.max(size);
+    }
+    assert!(
+        largest <= 64 * 1024 + 17 * 1024,
+        "a chunk of {largest} bytes: a client holds about one chunk at a time"
+    );
+}

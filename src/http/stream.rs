@@ -22,7 +22,7 @@ use crate::sse;
 
 /// Most ring events written in one chunk.
 const BATCH: usize = 256;
-/// Bytes after which a chunk of catch-up events is written.
+/// Bytes after which a chunk is written (ring batches and catch-up events alike).
 const CHUNK: usize = 64 * 1024;
 /// A client that falls out of the ring this many times before it ever caught up is
 /// disconnected (it resumes from its id on reconnect).
@@ -373,9 +373,10 @@ impl ClientStream {
                 }
                 Read::Events { next, head } => {
                     self.next_seq = next;
-                    self.guard.progress(next, self.caught_up);
-                    if let Some(chunk) = self.encode_batch() {
-                        if self.caught_up && head - next > self.max_lag {
+                    let chunk = self.encode_batch();
+                    self.guard.progress(self.next_seq, self.caught_up);
+                    if let Some(chunk) = chunk {
+                        if self.caught_up && head - self.next_seq > self.max_lag {
                             return self.finish(DisconnectReason::SlowClient);
                         }
                         return Some(chunk);
@@ -459,7 +460,14 @@ impl ClientStream {
         let mut single: Option<Bytes> = None;
         let mut out: Option<BytesMut> = None;
         let mut sent = 0u64;
-        for ev in &self.buf {
+        let mut size = 0usize;
+        for (i, ev) in self.buf.iter().enumerate() {
+            if size >= CHUNK {
+                // A chunk's worth: the rest is read again for the next one, so a client
+                // holds at most about one chunk (or one event) however large they are.
+                self.next_seq -= (self.buf.len() - i) as u64;
+                break;
+            }
             let part: Bytes = match self.cursor.accept(ev) {
                 Verdict::Skip => continue,
                 _ if !self.passes(ev) => continue,
@@ -470,6 +478,7 @@ impl ClientStream {
                 self.observe(ev);
             }
             sent += 1;
+            size += part.len();
             match (&mut out, single.take()) {
                 (Some(o), _) => o.extend_from_slice(&part),
                 (None, None) => single = Some(part),

@@ -197,14 +197,18 @@ enum Cmd {
     /// Steady clients on an `earliest` route, alone and then with visitors arriving
     /// every second (each reading up to 1.5 s from the earliest offset).
     Soak {
+        /// Base URL of the bridge (routes `alone` and `visited`).
         #[arg(long)]
-        url: String,
+        base: String,
+        #[arg(long)]
+        admin: String,
         #[arg(long)]
         pid: u32,
         #[arg(long)]
         brokers: String,
-        #[arg(long)]
-        topic: String,
+        /// Topics of the routes `alone` and `visited`.
+        #[arg(long, num_args = 2)]
+        topics: Vec<String>,
         #[arg(long, default_value_t = 2000)]
         steady: usize,
         #[arg(long, default_value_t = 20)]
@@ -567,10 +571,11 @@ async fn main() -> anyhow::Result<()> {
             report::emit(&r, json.as_deref())
         }
         Cmd::Soak {
-            url,
+            base,
+            admin,
             pid,
             brokers,
-            topic,
+            topics,
             steady,
             visitors_per_s,
             rate,
@@ -578,10 +583,14 @@ async fn main() -> anyhow::Result<()> {
             json,
         } => {
             let r = soak::run(soak::Soak {
-                url,
+                urls: [
+                    format!("{base}/streams/alone"),
+                    format!("{base}/streams/visited"),
+                ],
+                admin,
                 pid,
                 brokers,
-                topic,
+                topics: [topics[0].clone(), topics[1].clone()],
                 steady,
                 visitors_per_s,
                 rate,

@@ -15,10 +15,12 @@ use crate::{close, http1, open, proc_stats, produce, Common};
 
 /// What to run.
 pub struct Soak {
-    pub url: String,
+    /// Stream URLs of the two routes (alone, with visitors), each on its own topic.
+    pub urls: [String; 2],
+    pub admin: String,
     pub pid: u32,
     pub brokers: String,
-    pub topic: String,
+    pub topics: [String; 2],
     pub steady: usize,
     pub visitors_per_s: u64,
     pub rate: u64,
@@ -31,9 +33,14 @@ fn threads(pid: u32) -> usize {
 
 /// One run of `duration` seconds: steady clients (and visitors when `visitors`); returns
 /// the figures and the next sequence number.
-async fn phase(s: &Soak, seq0: u64, visitors: bool, label: &str) -> anyhow::Result<(Value, u64)> {
+async fn phase(s: &Soak, visitors: bool, label: &str) -> anyhow::Result<Value> {
+    let k = usize::from(visitors);
+    let (url, topic) = (&s.urls[k], &s.topics[k]);
+    let p = produce::producer(&s.brokers)?;
+    let seq0 = produce::produce(&p, topic, 10, Duration::from_millis(200), 0, 64).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let c = Common {
-        url: vec![s.url.clone()],
+        url: vec![url.clone()],
         clients: s.steady,
         pid: vec![s.pid],
         sources: 4,
@@ -44,7 +51,7 @@ async fn phase(s: &Soak, seq0: u64, visitors: bool, label: &str) -> anyhow::Resu
     };
     // Steady clients start at the earliest offset: what predates this run is not counted.
     let fleet = open(&c, Some(seq0)).await?;
-    let (server, path) = crate::parse_url(&s.url)?;
+    let (server, path) = crate::parse_url(url)?;
     let opened = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
@@ -105,10 +112,9 @@ async fn phase(s: &Soak, seq0: u64, visitors: bool, label: &str) -> anyhow::Resu
             }
         })
     };
-    let p = produce::producer(&s.brokers)?;
     let end_seq = produce::produce(
         &p,
-        &s.topic,
+        topic,
         s.rate,
         Duration::from_secs_f64(s.duration),
         seq0,
@@ -154,24 +160,32 @@ async fn phase(s: &Soak, seq0: u64, visitors: bool, label: &str) -> anyhow::Resu
     let mib = |b: u64| (b as f64 / 1048576.0 * 10.0).round() / 10.0;
     let (t1, th1, rss1) = at(60.0).unwrap_or_default();
     let (t2, th2, rss2) = samples.last().copied().unwrap_or_default();
-    Ok((
-        json!({
-            "label": label,
-            "steady_clients": s.steady,
-            "events": end_seq - seq0,
-            "deliveries_expected": want,
-            "missing": missing,
-            "duplicated": dup,
-            "latency_ms": { "p50": pct(0.5), "p99": pct(0.99), "max": lat.last().map(|v| f64::from(*v) / 1000.0) },
-            "visitors_opened": opened.load(Ordering::Relaxed),
-            "visitors_refused": refused.load(Ordering::Relaxed),
-            "bridge_threads": { "at_s": t1.round(), "then": th1, "at_end_s": t2.round(), "end": th2,
-                                "max": samples.iter().map(|s| s.1).max() },
-            "bridge_rss_mib": { "at_s": t1.round(), "then": mib(rss1), "at_end_s": t2.round(), "end": mib(rss2),
-                                "max": mib(samples.iter().map(|s| s.2).max().unwrap_or(0)) },
-        }),
-        end_seq,
-    ))
+    let m = crate::storm::metrics_text(&s.admin).await;
+    let route = if visitors { "visited" } else { "alone" };
+    let disconnects: Vec<&str> = m
+        .lines()
+        .filter(|l| {
+            l.starts_with("sse_bridge_disconnects_total{")
+                && l.contains(&format!("route=\"{route}\""))
+        })
+        .collect();
+    Ok(json!({
+        "label": label,
+        "steady_clients": s.steady,
+        "events": end_seq - seq0,
+        "deliveries_expected": want,
+        "missing": missing,
+        "duplicated": dup,
+        "latency_ms": { "p50": pct(0.5), "p99": pct(0.99), "max": lat.last().map(|v| f64::from(*v) / 1000.0) },
+        "visitors_opened": opened.load(Ordering::Relaxed),
+        "visitors_refused": refused.load(Ordering::Relaxed),
+        "bridge_threads": { "at_s": t1.round(), "then": th1, "at_end_s": t2.round(), "end": th2,
+                            "max": samples.iter().map(|s| s.1).max() },
+        "bridge_rss_mib": { "at_s": t1.round(), "then": mib(rss1), "at_end_s": t2.round(), "end": mib(rss2),
+                            "max": mib(samples.iter().map(|s| s.2).max().unwrap_or(0)) },
+        "bridge_disconnects": disconnects,
+        "catchup_refused": crate::storm::metric_sum(&m, &format!("sse_bridge_catchup_refused_total{{route=\"{route}\"")),
+    }))
 }
 
 fn new_samples() -> std::sync::Mutex<Vec<(f64, usize, u64)>> {
@@ -189,11 +203,8 @@ fn fastrand_ms(max: u64) -> u64 {
 
 /// Both runs: steady alone, then with visitors.
 pub async fn run(s: Soak) -> anyhow::Result<Value> {
-    let p = produce::producer(&s.brokers)?;
-    let seq0 = produce::produce(&p, &s.topic, 10, Duration::from_millis(200), 0, 64).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (alone, seq1) = phase(&s, seq0, false, "steady alone").await?;
-    let (visited, _) = phase(&s, seq1, true, "steady with visitors").await?;
+    let alone = phase(&s, false, "steady alone").await?;
+    let visited = phase(&s, true, "steady with visitors").await?;
     let p99 = |v: &Value| v["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN);
     let ratio = p99(&visited) / p99(&alone).max(1.0);
     let lost = alone["missing"].as_u64().unwrap_or(u64::MAX)

@@ -96,9 +96,18 @@ impl KafkaSource {
                 {
                     return Ok(plan);
                 }
-                let pos = self
-                    .query(move |src, c| src.position_at_watermarks(c, n))
-                    .await?;
+                // The start is behind the ring: still no broker query when the log
+                // starts are known (a start that retention passed meanwhile fails the
+                // catch-up read, and the client reconnects).
+                let tracked = self.lows.lock().clone();
+                let head = self.window().head;
+                let pos = match tracked.and_then(|l| start_at(&l, &head, n)) {
+                    Some(pos) => pos,
+                    None => {
+                        self.query(move |src, c| src.position_at_watermarks(c, n))
+                            .await?
+                    }
+                };
                 let plan = self.attach_now(Cursor::new(Box::new(pos), false)).await?;
                 Ok(Plan {
                     outcome: None,
@@ -478,6 +487,30 @@ fn start_offset(low: i64, high: i64, last: Option<i64>) -> i64 {
     last.map_or(low, |n| (high - n).max(low))
 }
 
+/// The start of `earliest` (`last = None`) or `{ last = N }` from the tracked log starts
+/// and the ring's head, wherever the ring begins (`None` when a start is not known).
+fn start_at(
+    lows: &KafkaPosition,
+    head: &KafkaPosition,
+    last: Option<i64>,
+) -> Option<KafkaPosition> {
+    let mut pos = head.clone();
+    for (ti, (_, offsets)) in head.topics().iter().enumerate() {
+        if lows.partitions(ti) != offsets.len() {
+            return None;
+        }
+        for (p, &h) in offsets.iter().enumerate() {
+            let p = p as i32;
+            let low = lows.get(ti, p);
+            if h == UNKNOWN || low == UNKNOWN {
+                return None;
+            }
+            pos.set(ti, p, start_offset(low, h, last).min(h));
+        }
+    }
+    Some(pos)
+}
+
 /// The start of `earliest` (`last = None`) or `{ last = N }` from memory: per partition,
 /// [`start_offset`] of its log start (`lows`) and the ring's head, when the ring holds
 /// everything from there (its base at or before it on every partition).
@@ -831,6 +864,18 @@ mod tests {
             },
             offset,
         }
+    }
+
+    #[test]
+    fn starts_from_tracked_log_starts_wherever_the_ring_begins() {
+        let lows = pos(&[("a", &[0, 5])]);
+        let head = pos(&[("a", &[100, 20])]);
+        assert_eq!(start_at(&lows, &head, None), Some(pos(&[("a", &[0, 5])])));
+        assert_eq!(
+            start_at(&lows, &head, Some(30)),
+            Some(pos(&[("a", &[70, 5])]))
+        );
+        assert_eq!(start_at(&pos(&[("a", &[0])]), &head, None), None);
     }
 
     #[test]
