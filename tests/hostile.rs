@@ -108,12 +108,7 @@ async fn refusals_carry_no_internal_detail() {
         !body.contains(&missing) && !body.contains("exist") && !body.contains("kafka"),
         "internal detail in a public error: {body}"
     );
-    let ready: serde_json::Value = reqwest::get(format!("http://{}/readyz", b.admin_addr))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value = readyz(b.admin_addr).await;
     let gone = ready["routes"]
         .as_array()
         .unwrap()
@@ -136,12 +131,7 @@ async fn refusals_carry_no_internal_detail() {
 async fn wait_until_route_ready(admin: std::net::SocketAddr, name: &str) {
     let deadline = tokio::time::Instant::now() + T;
     loop {
-        let j: serde_json::Value = reqwest::get(format!("http://{admin}/readyz"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let j: serde_json::Value = readyz(admin).await;
         let ready = j["routes"]
             .as_array()
             .into_iter()
@@ -254,19 +244,24 @@ async fn bare_lf_heads_are_read() {
     assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_whose_socket_takes_nothing_meets_the_write_deadline() {
-    use tokio::io::AsyncWriteExt;
-    let topic = unique("hostile-deadline");
+/// A bridge with route `r` on a new topic whose clients only the write deadline (1 s)
+/// can cut off (the lag limit is out of reach).
+async fn deadline_bridge(prefix: &str) -> (sse_bridge::Running, String) {
+    let topic = unique(prefix);
     create_topic(&topic, 1).await;
-    // The lag limit is out of reach, so only the write deadline can cut the client off.
     let toml = config(
         "r",
         &topic,
         "replay = { max_events = 100000 }\nmax_client_lag = 100000",
     )
     .replace("[server]\n", "[server]\nwrite_timeout = \"1s\"\n");
-    let b = bridge(&toml).await;
+    (bridge(&toml).await, topic)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_socket_takes_nothing_meets_the_write_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let (b, topic) = deadline_bridge("hostile-deadline").await;
     let url = format!("http://{}/streams/r", b.http_addr);
     // A socket that never reads after its request.
     let mut stuck = tokio::net::TcpStream::connect(b.http_addr).await.unwrap();
@@ -412,15 +407,7 @@ async fn idle_sockets_count_against_their_address_from_accept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multiplexed_client_whose_socket_takes_nothing_is_counted_as_timed_out() {
     use tokio::io::AsyncWriteExt;
-    let topic = unique("hostile-deadline-multi");
-    create_topic(&topic, 1).await;
-    let toml = config(
-        "r",
-        &topic,
-        "replay = { max_events = 100000 }\nmax_client_lag = 100000",
-    )
-    .replace("[server]\n", "[server]\nwrite_timeout = \"1s\"\n");
-    let b = bridge(&toml).await;
+    let (b, topic) = deadline_bridge("hostile-deadline-multi").await;
     let s = tokio::net::TcpSocket::new_v4().unwrap();
     s.set_recv_buffer_size(4096).unwrap();
     let mut stuck = s.connect(b.http_addr).await.unwrap();

@@ -66,12 +66,7 @@ async fn readiness_follows_the_broker_and_the_route_recovers() {
 
     broker.stop();
     wait_status(b.admin_addr, 503, Duration::from_secs(15)).await;
-    let ready: serde_json::Value = reqwest::get(format!("http://{}/readyz", b.admin_addr))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value = readyz(b.admin_addr).await;
     assert_eq!(ready["routes"][0]["connected"], false);
     assert!(ready["routes"][0]["error"].is_string(), "{ready}");
     // A client arriving meanwhile is told the source is unavailable, not left hanging.

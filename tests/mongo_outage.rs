@@ -62,12 +62,7 @@ async fn route_survives_a_database_restart() {
 
     server.stop();
     wait_status(b.admin_addr, 503, T).await;
-    let ready: serde_json::Value = reqwest::get(format!("http://{}/readyz", b.admin_addr))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value = readyz(b.admin_addr).await;
     assert_eq!(ready["routes"][0]["connected"], false, "{ready}");
 
     let mut server = start_server(port, dir.path());

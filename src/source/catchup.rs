@@ -193,14 +193,18 @@ impl CatchupPool {
         .await;
         match got {
             Ok(Some(p)) => Ok(p),
-            _ => {
-                pool.metrics.catchup_refused.inc();
-                let wait = pool.limits.cfg.wait.as_secs().max(1);
-                Err(SourceError::Busy {
-                    // Spread the retries of a refused crowd over twice the wait.
-                    retry_after_s: wait + fastrand::u64(0..=wait),
-                })
-            }
+            _ => Err(self.refuse()),
+        }
+    }
+
+    /// Count a client refused for want of a reader (or of anything else catch-up bounds
+    /// make it wait for), and the answer it gets.
+    pub fn refuse(&self) -> SourceError {
+        self.0.metrics.catchup_refused.inc();
+        let wait = self.0.limits.cfg.wait.as_secs().max(1);
+        SourceError::Busy {
+            // Spread the retries of a refused crowd over twice the wait.
+            retry_after_s: wait + fastrand::u64(0..=wait),
         }
     }
 

@@ -582,6 +582,16 @@ pub async fn wait_port(port: u16) {
     panic!("nothing listened on port {port} within 60 s");
 }
 
+/// The body of the admin server's `/readyz`.
+pub async fn readyz(admin: std::net::SocketAddr) -> serde_json::Value {
+    reqwest::get(format!("http://{admin}/readyz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// Wait until `/readyz` answers `want`.
 pub async fn wait_status(admin: std::net::SocketAddr, want: u16, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::conn::source_addr;
 use crate::proc_stats;
 use crate::storm::{metric_sum, metrics_text};
-use crate::{close, open, produce, report, Common};
+use crate::{produce, Common};
 
 /// What to run.
 pub struct Hostile {
@@ -229,45 +229,11 @@ async fn honest_run(h: &Hostile, label: &str) -> anyhow::Result<Value> {
     let p = produce::producer(&h.brokers)?;
     let seq0 =
         produce::produce(&p, &h.topic, 10, Duration::from_millis(200), 1_000_000, 64).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = proc_stats::sample(&c.pid);
-    let fleet = open(&c, Some(seq0)).await?;
-    let connected = proc_stats::sample(&c.pid);
-    let t0 = tokio::time::Instant::now();
-    let dur = Duration::from_secs_f64(h.duration);
-    let end_seq = produce::produce(&p, &h.topic, h.rate, dur, seq0, 64).await?;
-    let produce_s = t0.elapsed().as_secs_f64();
-    let want = (end_seq - seq0) * c.clients as u64;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(c.hold);
-    while fleet
-        .totals
-        .events
-        .load(std::sync::atomic::Ordering::Relaxed)
-        < want
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let after = proc_stats::sample(&c.pid);
-    let results = close(fleet).await;
-    Ok(report::fanout(report::FanoutInput {
-        label,
-        clients: c.clients,
-        rate: h.rate,
-        produced: end_seq - seq0,
-        seq0,
-        produce_s,
-        elapsed_s: t0.elapsed().as_secs_f64(),
-        before,
-        connected,
-        after,
-        peak_rss: after.rss_bytes,
-        results: &results,
-    }))
-}
-
-fn threads(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
+    let (topic, rate, dur) = (h.topic.clone(), h.rate, Duration::from_secs_f64(h.duration));
+    crate::fanout_measure(&c, h.rate, h.duration, seq0, async move {
+        produce::produce(&p, &topic, rate, dur, seq0, 64).await
+    })
+    .await
 }
 
 /// Run both phases and the aftermath.
@@ -304,7 +270,7 @@ pub async fn run(h: Hostile, huge_id: String) -> anyhow::Result<Value> {
         let (mut rss, mut th, mut readers, mut clients) = (0u64, 0usize, 0f64, 0f64);
         loop {
             rss = rss.max(proc_stats::sample(&[pid]).rss_bytes);
-            th = th.max(threads(pid));
+            th = th.max(proc_stats::threads(pid));
             let m = metrics_text(&admin).await;
             readers = f64::max(readers, metric_sum(&m, "sse_bridge_catchup_readers{"));
             clients = f64::max(clients, metric_sum(&m, "sse_bridge_connections_active{"));

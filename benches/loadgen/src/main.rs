@@ -298,6 +298,18 @@ struct Fleet {
     stop: tokio::sync::watch::Sender<bool>,
 }
 
+impl Fleet {
+    /// Wait until the fleet has received `want` events in all, or `within` has passed.
+    async fn wait_for(&self, want: u64, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.totals.events.load(Ordering::Relaxed) < want
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
 async fn open(c: &Common, expect_from: Option<u64>) -> anyhow::Result<Fleet> {
     let targets: Vec<(SocketAddr, String)> = c
         .url
@@ -425,13 +437,9 @@ async fn main() -> anyhow::Result<()> {
             if let Some(f) = ready_file {
                 std::fs::write(f, b"live")?;
             }
-            let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(duration);
-            let want = expect * c.clients as u64;
-            while fleet.totals.events.load(Ordering::Relaxed) < want
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            fleet
+                .wait_for(expect * c.clients as u64, Duration::from_secs_f64(duration))
+                .await;
             let failed = fleet.totals.failed.load(Ordering::Relaxed);
             let results = close(fleet).await;
             let mut lat: Vec<u32> = results
@@ -628,10 +636,11 @@ async fn main() -> anyhow::Result<()> {
             // Warm the path (metadata, connections) before measuring.
             let seq0 = produce::produce(&p, &topic, 10, Duration::from_millis(200), 0, pad).await?;
             let dur = Duration::from_secs_f64(duration);
-            fanout_run(c, rate, duration, seq0, async move {
+            let r = fanout_measure(&c, rate, duration, seq0, async move {
                 produce::produce(&p, &topic, rate, dur, seq0, pad).await
             })
-            .await
+            .await?;
+            report::emit(&r, c.json.as_deref())
         }
     }
 }
@@ -647,26 +656,27 @@ async fn fanout_http(
     let seq0 = produce::publish_http(&url, 10, Duration::from_millis(200), 0, pad).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let dur = Duration::from_secs_f64(duration);
-    fanout_run(c, rate, duration, seq0, async move {
+    let r = fanout_measure(&c, rate, duration, seq0, async move {
         produce::publish_http(&url, rate, dur, seq0, pad).await
     })
-    .await
+    .await?;
+    report::emit(&r, c.json.as_deref())
 }
 
-/// Connect every client, run `produce`, measure, report.
-async fn fanout_run<F>(
-    c: Common,
+/// Connect every client, run `produce`, measure: the figures of a fan-out run.
+async fn fanout_measure<F>(
+    c: &Common,
     rate: u64,
     duration: f64,
     seq0: u64,
     produce: F,
-) -> anyhow::Result<()>
+) -> anyhow::Result<serde_json::Value>
 where
     F: std::future::Future<Output = anyhow::Result<u64>> + Send + 'static,
 {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = proc_stats::sample(&c.pid);
-    let fleet = open(&c, Some(seq0)).await?;
+    let fleet = open(c, Some(seq0)).await?;
     let connected = proc_stats::sample(&c.pid);
     let t0 = tokio::time::Instant::now();
     let produce_task = tokio::spawn(produce);
@@ -674,17 +684,16 @@ where
     let end_seq = produce_task.await??;
     let produce_s = t0.elapsed().as_secs_f64();
     // Wait until every connection has everything, or the hold time passes.
-    let want = (end_seq - seq0) * c.clients as u64;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(c.hold);
-    while fleet.totals.events.load(Ordering::Relaxed) < want
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    fleet
+        .wait_for(
+            (end_seq - seq0) * c.clients as u64,
+            Duration::from_secs_f64(c.hold),
+        )
+        .await;
     let elapsed = t0.elapsed().as_secs_f64();
     let after = proc_stats::sample(&c.pid);
     let results = close(fleet).await;
-    let r = report::fanout(report::FanoutInput {
+    Ok(report::fanout(report::FanoutInput {
         label: &c.label,
         clients: c.clients,
         rate,
@@ -697,6 +706,5 @@ where
         after,
         peak_rss: peak,
         results: &results,
-    });
-    report::emit(&r, c.json.as_deref())
+    }))
 }

@@ -49,6 +49,11 @@ pub fn sample(pids: &[u32]) -> Sample {
     s
 }
 
+/// Threads of process `pid` now.
+pub fn threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
+}
+
 /// Peak RSS over `dur`, sampling every 100 ms.
 pub async fn peak_rss(pids: &[u32], dur: Duration) -> u64 {
     let end = tokio::time::Instant::now() + dur;

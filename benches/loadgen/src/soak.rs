@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::conn::source_addr;
-use crate::{close, http1, open, proc_stats, produce, Common};
+use crate::{http1, proc_stats, produce, Common};
 
 /// What to run.
 pub struct Soak {
@@ -27,18 +27,13 @@ pub struct Soak {
     pub duration: f64,
 }
 
-fn threads(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count())
-}
-
-/// One run of `duration` seconds: steady clients (and visitors when `visitors`); returns
-/// the figures and the next sequence number.
+/// One run of `duration` seconds on its own route: steady clients (and visitors when
+/// `visitors`); returns the figures.
 async fn phase(s: &Soak, visitors: bool, label: &str) -> anyhow::Result<Value> {
     let k = usize::from(visitors);
     let (url, topic) = (&s.urls[k], &s.topics[k]);
     let p = produce::producer(&s.brokers)?;
     let seq0 = produce::produce(&p, topic, 10, Duration::from_millis(200), 0, 64).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let c = Common {
         url: vec![url.clone()],
         clients: s.steady,
@@ -49,8 +44,6 @@ async fn phase(s: &Soak, visitors: bool, label: &str) -> anyhow::Result<Value> {
         label: label.into(),
         hold: 5.0,
     };
-    // Steady clients start at the earliest offset: what predates this run is not counted.
-    let fleet = open(&c, Some(seq0)).await?;
     let (server, path) = crate::parse_url(url)?;
     let opened = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
@@ -93,7 +86,7 @@ async fn phase(s: &Soak, visitors: bool, label: &str) -> anyhow::Result<Value> {
             }
         })
     });
-    let samples = Arc::new(new_samples());
+    let samples: Arc<std::sync::Mutex<Vec<(f64, usize, u64)>>> = Arc::default();
     let sampler = {
         let (samples, pid, mut stop_rx) = (samples.clone(), s.pid, stop_rx.clone());
         tokio::spawn(async move {
@@ -102,7 +95,7 @@ async fn phase(s: &Soak, visitors: bool, label: &str) -> anyhow::Result<Value> {
                 let rss = proc_stats::sample(&[pid]).rss_bytes;
                 samples.lock().expect("not poisoned").push((
                     t0.elapsed().as_secs_f64(),
-                    threads(pid),
+                    proc_stats::threads(pid),
                     rss,
                 ));
                 tokio::select! {
@@ -112,43 +105,17 @@ async fn phase(s: &Soak, visitors: bool, label: &str) -> anyhow::Result<Value> {
             }
         })
     };
-    let end_seq = produce::produce(
-        &p,
-        topic,
-        s.rate,
-        Duration::from_secs_f64(s.duration),
-        seq0,
-        64,
-    )
+    // Steady clients start at the earliest offset: what predates this run is not counted.
+    let (topic_, rate, dur) = (topic.clone(), s.rate, Duration::from_secs_f64(s.duration));
+    let steady = crate::fanout_measure(&c, s.rate, s.duration, seq0, async move {
+        produce::produce(&p, &topic_, rate, dur, seq0, 64).await
+    })
     .await?;
-    let want = (end_seq - seq0) * s.steady as u64;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while fleet.totals.events.load(Ordering::Relaxed) < want
-        && tokio::time::Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let _ = stop.send(true);
     if let Some(v) = visiting {
         let _ = v.await;
     }
     let _ = sampler.await;
-    let results = close(fleet).await;
-    let mut lat: Vec<u32> = results
-        .iter()
-        .flat_map(|r| r.latencies_us.iter().copied())
-        .collect();
-    lat.sort_unstable();
-    let pct = |q: f64| {
-        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
-            .map(|v| f64::from(*v) / 1000.0)
-    };
-    let mut missing = 0;
-    let mut dup = 0;
-    for r in &results {
-        missing += r.missing + end_seq.saturating_sub(r.next_seq.unwrap_or(seq0));
-        dup += r.duplicated;
-    }
     let samples = samples.lock().expect("not poisoned").clone();
     let at = |t: f64| {
         samples
@@ -172,11 +139,11 @@ async fn phase(s: &Soak, visitors: bool, label: &str) -> anyhow::Result<Value> {
     Ok(json!({
         "label": label,
         "steady_clients": s.steady,
-        "events": end_seq - seq0,
-        "deliveries_expected": want,
-        "missing": missing,
-        "duplicated": dup,
-        "latency_ms": { "p50": pct(0.5), "p99": pct(0.99), "max": lat.last().map(|v| f64::from(*v) / 1000.0) },
+        "events": steady["produced"],
+        "deliveries_expected": steady["expected_deliveries"],
+        "missing": steady["missing"],
+        "duplicated": steady["duplicated"],
+        "latency_ms": steady["latency_ms"],
         "visitors_opened": opened.load(Ordering::Relaxed),
         "visitors_refused": refused.load(Ordering::Relaxed),
         "bridge_threads": { "at_s": t1.round(), "then": th1, "at_end_s": t2.round(), "end": th2,
@@ -186,10 +153,6 @@ async fn phase(s: &Soak, visitors: bool, label: &str) -> anyhow::Result<Value> {
         "bridge_disconnects": disconnects,
         "catchup_refused": crate::storm::metric_sum(&m, &format!("sse_bridge_catchup_refused_total{{route=\"{route}\"")),
     }))
-}
-
-fn new_samples() -> std::sync::Mutex<Vec<(f64, usize, u64)>> {
-    std::sync::Mutex::new(Vec::new())
 }
 
 /// A random stay of up to `max` ms.

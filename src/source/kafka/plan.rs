@@ -99,9 +99,9 @@ impl KafkaSource {
                 // The start is behind the ring: still no broker query when the log
                 // starts are known (a start that retention passed meanwhile fails the
                 // catch-up read, and the client reconnects).
-                let tracked = self.lows.lock().clone();
-                let head = self.window().head;
-                let pos = match tracked.and_then(|l| start_at(&l, &head, n)) {
+                let head = kafka(self.hub.head().1);
+                let tracked = self.with_lows(|l| start_at(l, &head, n));
+                let pos = match tracked {
                     Some(pos) => pos,
                     None => {
                         self.query(move |src, c| src.position_at_watermarks(c, n))
@@ -149,9 +149,8 @@ impl KafkaSource {
                         .attach_in(Cursor::new(Box::new(asked), false), window)
                         .0);
                 }
-                let known = self.lows.lock().clone();
-                let (pos, bad) = match known.and_then(|l| valid_in_memory(&asked, &l, &window.head))
-                {
+                let known = self.with_lows(|l| valid_in_memory(&asked, l, &window.head));
+                let (pos, bad) = match known {
                     Some(pos) => (pos, Vec::new()),
                     None => self.query(move |src, c| src.validate(c, asked)).await?,
                 };
@@ -165,15 +164,19 @@ impl KafkaSource {
         }
     }
 
+    /// `f` of the log starts the shared consumer last saw, once it has seen them.
+    fn with_lows<T>(&self, f: impl FnOnce(&KafkaPosition) -> Option<T>) -> Option<T> {
+        self.lows.lock().as_ref().and_then(f)
+    }
+
     /// A plan for a start the ring covers, found by `find` from the log starts the
     /// shared consumer tracks and the ring's window, without asking the broker.
     fn from_memory(
         self: &Arc<Self>,
         find: impl FnOnce(&KafkaPosition, &Window) -> Option<KafkaPosition>,
     ) -> Option<Plan> {
-        let lows = self.lows.lock().clone()?;
         let window = self.window();
-        let pos = find(&lows, &window)?;
+        let pos = self.with_lows(|l| find(l, &window))?;
         let (plan, behind) = self.attach_in(Cursor::new(Box::new(pos), false), window);
         behind.is_none().then_some(Plan {
             outcome: None,
@@ -268,11 +271,7 @@ impl KafkaSource {
         )
         .await;
         let Ok(Ok(permit)) = permit else {
-            self.metrics.catchup_refused.inc();
-            let wait = self.catchup.config().wait.as_secs().max(1);
-            return Err(SourceError::Busy {
-                retry_after_s: wait + fastrand::u64(0..=wait),
-            });
+            return Err(self.catchup.refuse());
         };
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
@@ -520,25 +519,14 @@ fn start_in_memory(
     head: &KafkaPosition,
     last: Option<i64>,
 ) -> Option<KafkaPosition> {
-    let mut pos = head.clone();
-    for (ti, (_, offsets)) in head.topics().iter().enumerate() {
-        if lows.partitions(ti) != offsets.len() {
-            return None;
-        }
-        for (p, &h) in offsets.iter().enumerate() {
-            let p = p as i32;
-            let (low, b) = (lows.get(ti, p), base.get(ti, p));
-            if h == UNKNOWN || low == UNKNOWN || b == UNKNOWN {
-                return None;
-            }
-            let at = start_offset(low, h, last).min(h);
-            if b > at {
-                return None;
-            }
-            pos.set(ti, p, at);
-        }
-    }
-    Some(pos)
+    let pos = start_at(lows, head, last)?;
+    let held = head.topics().iter().enumerate().all(|(ti, (_, offsets))| {
+        (0..offsets.len() as i32).all(|p| {
+            let b = base.get(ti, p);
+            b != UNKNOWN && b <= pos.get(ti, p)
+        })
+    });
+    held.then_some(pos)
 }
 
 /// Most partitions an id may name that its topic does not have (topics only lose
