@@ -99,7 +99,12 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let tracker = TaskTracker::new();
     let sources = CancellationToken::new();
     let streams = CancellationToken::new();
-    let catchup = source::CatchupLimits::new(settings.server.catchup.clone());
+    let memory = settings.memory_budget();
+    metrics.process_budget_limit.set(memory as i64);
+    let catchup = source::CatchupLimits::new(
+        settings.server.catchup.clone(),
+        bus::Budget::new(memory, None, Some(metrics.process_budget_used.clone())),
+    );
     let table = route_set::start_all(
         &settings,
         &route_set::Scope {

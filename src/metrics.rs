@@ -90,6 +90,13 @@ pub struct Metrics {
     catchup_bytes: IntGaugeVec,
     catchup_refused: IntCounterVec,
     catchup_read: IntCounterVec,
+    budget_limit: IntGaugeVec,
+    budget_used: IntGaugeVec,
+    budget_limited: IntCounterVec,
+    /// The process-wide memory budget (bytes).
+    pub process_budget_limit: IntGauge,
+    /// Bytes held against the process-wide memory budget.
+    pub process_budget_used: IntGauge,
     /// Requests refused before a stream opened, by HTTP status.
     pub rejected: IntCounterVec,
 }
@@ -308,6 +315,50 @@ impl Metrics {
                     route,
                 )?,
             )?,
+            budget_limit: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        format!("{p}memory_budget_bytes"),
+                        "The route's memory budget for catch-up readers and client write buffers",
+                    ),
+                    route,
+                )?,
+            )?,
+            budget_used: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        format!("{p}memory_budget_used_bytes"),
+                        "Bytes held against the route's memory budget",
+                    ),
+                    route,
+                )?,
+            )?,
+            budget_limited: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        format!("{p}memory_budget_limited_total"),
+                        "Writes cut to one event because the memory budget was spent",
+                    ),
+                    route,
+                )?,
+            )?,
+            process_budget_limit: reg(
+                r,
+                IntGauge::new(
+                    format!("{p}process_memory_budget_bytes"),
+                    "The process-wide memory budget for catch-up readers and client write buffers",
+                )?,
+            )?,
+            process_budget_used: reg(
+                r,
+                IntGauge::new(
+                    format!("{p}process_memory_budget_used_bytes"),
+                    "Bytes held against the process-wide memory budget",
+                )?,
+            )?,
             rejected: reg(
                 r,
                 IntCounterVec::new(
@@ -345,6 +396,9 @@ impl Metrics {
             catchup_bytes: self.catchup_bytes.with_label_values(l),
             catchup_refused: self.catchup_refused.with_label_values(l),
             catchup_read: self.catchup_read.with_label_values(l),
+            budget_limit: self.budget_limit.with_label_values(l),
+            budget_used: self.budget_used.with_label_values(l),
+            budget_limited: self.budget_limited.with_label_values(l),
             disconnects: self.disconnects.clone(),
             resumes: self.resumes.clone(),
             consumer_lag: self.consumer_lag.clone(),
@@ -397,6 +451,12 @@ pub struct RouteMetrics {
     pub catchup_refused: IntCounter,
     /// Events catch-up readers read from the source.
     pub catchup_read: IntCounter,
+    /// The route's memory budget (bytes).
+    pub budget_limit: IntGauge,
+    /// Bytes held against the route's memory budget.
+    pub budget_used: IntGauge,
+    /// Writes cut to one event for want of budget.
+    pub budget_limited: IntCounter,
     disconnects: IntCounterVec,
     resumes: IntCounterVec,
     consumer_lag: IntGaugeVec,

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::bus::Hub;
+use crate::bus::{Budget, Hub};
 use crate::config::{AuthConfig, ConfigError, RouteConfig, ServerConfig, Settings};
 use crate::http::{fanout::FanOut, App, RouteEntry, RouteTable};
 use crate::metrics::Metrics;
@@ -51,11 +51,19 @@ pub fn start_route(
     };
     let stop = scope.sources.child_token();
     let rm = scope.metrics.route(&rc.name);
+    let limit = rc.memory_budget(&scope.server.catchup);
+    rm.budget_limit.set(limit as i64);
+    let budget = Budget::new(
+        limit,
+        Some(scope.catchup.memory().clone()),
+        Some(rm.budget_used.clone()),
+    );
     let hub = Arc::new(Hub::new(
         rc.source.initial_position(),
         rc.replay.max_events,
         rc.replay.max_bytes,
         rm.clone(),
+        budget.clone(),
     ));
     scope.tracker.spawn(
         hub.clone()
@@ -70,6 +78,7 @@ pub fn start_route(
     );
     let catchup = CatchupPool::new(
         scope.catchup.clone(),
+        budget,
         rm.clone(),
         scope.tracker.clone(),
         stop.child_token(),

@@ -175,3 +175,86 @@ async fn clients_resuming_from_one_place_share_one_reader() {
     eprintln!("catch-up: {read} events read from Kafka for 10 clients × {N}");
     assert!(read <= 3.0 * N as f64, "{read} events read: not shared");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_over_its_memory_budget_refuses_new_catchups_and_writes_one_event_at_a_time() {
+    let topic = unique("catchup-budget");
+    create_topic(&topic, 1).await;
+    const N: usize = 3000;
+    produce_many(&topic, N, 2000).await;
+    // The route's budget holds exactly one reader (its 64 KiB buffer and librdkafka's
+    // prefetch of at least one fetch, 1,000,000 bytes): nothing is left for batching
+    // client writes while a reader runs.
+    let toml = config(
+        "r",
+        &topic,
+        "replay = { max_events = 50 }\nmemory_budget = 1065536",
+    )
+    .replace(
+        "[server]\n",
+        "[server]\nwrite_timeout = \"30s\"\n\
+         catchup = { max_readers = 4, max_readers_per_route = 4, wait = \"1s\", buffer_events = 200, buffer_bytes = 65536 }\n",
+    );
+    let b = bridge(&toml).await;
+    let admin = b.admin_addr;
+    let url = format!("http://{}/streams/r", b.http_addr);
+    assert_eq!(
+        metric(admin, "sse_bridge_memory_budget_bytes{route=\"r\"}").await,
+        1065536.0
+    );
+    assert!(metric(admin, "sse_bridge_process_memory_budget_bytes").await >= 1065536.0);
+    // A position 2,500 records in (behind the buffer), taken by an honest reader.
+    let far = {
+        let mut c = SseClient::connect(&url, Some("AWsA")).await;
+        assert_eq!(c.status, 200);
+        let got = c.take(2501, T).await;
+        got.last().unwrap().id.clone()
+    };
+    wait_metric(admin, "sse_bridge_catchup_readers{route=\"r\"}", |v| {
+        v == 0.0
+    })
+    .await;
+    // One client holds a reader from there and never reads.
+    let (hold, status) = resume_without_reading(b.http_addr, "/streams/r", &far).await;
+    assert!(status.contains(" 200 "), "{status}");
+    wait_metric(admin, "sse_bridge_catchup_readers{route=\"r\"}", |v| {
+        v == 1.0
+    })
+    .await;
+    let used = metric(admin, "sse_bridge_memory_budget_used_bytes{route=\"r\"}").await;
+    assert!(
+        (1065536.0..=1065536.0).contains(&used),
+        "the reader holds the whole budget: {used}"
+    );
+    // A client from the start needs a reader of its own (the running one starts after
+    // it): free by count (4 allowed), but not by memory. Refused.
+    let c = SseClient::connect(&url, Some("AWsA")).await;
+    assert_eq!(c.status, 503);
+    assert_eq!(c.error_code(), "catchup_busy");
+    assert_eq!(
+        metric(admin, "sse_bridge_catchup_readers{route=\"r\"}").await,
+        1.0
+    );
+    // Once the holder leaves, its reader and memory are freed and the client is served,
+    // one event per write (the new reader holds the budget), nothing lost.
+    drop(hold);
+    wait_metric(
+        admin,
+        "sse_bridge_memory_budget_used_bytes{route=\"r\"}",
+        |v| v == 0.0,
+    )
+    .await;
+    let mut c = SseClient::connect(&url, Some("AWsA")).await;
+    assert_eq!(c.status, 200);
+    let got = c.take(N, T).await;
+    assert_eq!(got.len(), N);
+    for (i, ev) in got.iter().enumerate() {
+        assert!(ev.data.starts_with(&format!("{i}:")), "record {i} in order");
+    }
+    let limited = metric(admin, "sse_bridge_memory_budget_limited_total{route=\"r\"}").await;
+    assert!(
+        limited > 0.0,
+        "writes were cut to one event for want of budget"
+    );
+    c.expect_quiet(Duration::from_millis(300)).await;
+}

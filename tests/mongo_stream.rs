@@ -296,8 +296,9 @@ async fn invalidate_on_drop_and_the_route_keeps_serving() {
     b.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn since_starts_at_an_operation_time() {
+/// `?since=` on a route whose ring holds the history (warm start) or not: the same
+/// events either way; from memory, no change stream is opened.
+async fn since_starts_at_an_operation_time(warm: bool) {
     let uri = mongo_uri();
     let coll_name = unique("since");
     let coll = mongo_client(&uri)
@@ -309,7 +310,8 @@ async fn since_starts_at_an_operation_time() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let cut = chrono::Utc::now().timestamp_millis() - 1000;
     let new = insert_n(&coll, "new", 3).await;
-    let b = bridge(&mongo_config("r", &uri, "sse", &coll_name, "")).await;
+    let extra = format!("replay = {{ warm_start = {warm} }}");
+    let b = bridge(&mongo_config("r", &uri, "sse", &coll_name, &extra)).await;
     let mut c = SseClient::connect(
         &format!("http://{}/streams/r?since={cut}", b.http_addr),
         None,
@@ -325,7 +327,27 @@ async fn since_starts_at_an_operation_time() {
         "then joins the live stream"
     );
     c.expect_quiet(Duration::from_millis(500)).await;
+    let read = metric(
+        b.admin_addr,
+        "sse_bridge_catchup_events_read_total{route=\"r\"}",
+    )
+    .await;
+    if warm {
+        assert_eq!(read, 0.0, "planned from the ring: no change stream opened");
+    } else {
+        assert!(read >= 3.0, "read through a catch-up change stream: {read}");
+    }
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_starts_at_an_operation_time_from_the_ring() {
+    since_starts_at_an_operation_time(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn since_starts_at_an_operation_time_through_a_change_stream() {
+    since_starts_at_an_operation_time(false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

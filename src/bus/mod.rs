@@ -4,6 +4,7 @@
 //! memory). Each event's frame is encoded once and shared by every client. The bus knows
 //! no source: positions are [`Position`] values it moves by each event's [`Step`].
 
+pub mod budget;
 mod clients;
 pub mod filter;
 mod ring;
@@ -19,6 +20,7 @@ use crate::event_id;
 use crate::metrics::RouteMetrics;
 use crate::position::{Accept, Position, Step};
 use crate::sse::{self, Frame};
+pub use budget::Budget;
 pub use clients::{ClientGuard, Clients};
 pub use filter::{Attrs, ClientFilter, Selector};
 pub use ring::{Read, Ring};
@@ -138,15 +140,18 @@ pub struct Hub {
     state_tx: watch::Sender<SourceState>,
     metrics: RouteMetrics,
     clients: Arc<Clients>,
+    budget: Arc<Budget>,
 }
 
 impl Hub {
-    /// A hub whose ring holds at most `max_events` events and `max_bytes` bytes.
+    /// A hub whose ring holds at most `max_events` events and `max_bytes` bytes; its
+    /// clients' write buffers are charged to `budget`.
     pub fn new(
         initial: Box<dyn Position>,
         max_events: usize,
         max_bytes: usize,
         metrics: RouteMetrics,
+        budget: Arc<Budget>,
     ) -> Hub {
         Hub {
             ring: RwLock::new(Ring::new(initial, max_events, max_bytes)),
@@ -154,7 +159,13 @@ impl Hub {
             state_tx: watch::Sender::new(SourceState::default()),
             metrics,
             clients: Arc::new(Clients::default()),
+            budget,
         }
+    }
+
+    /// The route's memory budget (catch-up readers and client write buffers).
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
     }
 
     /// Append events (already encoded with their ids) and wake clients.

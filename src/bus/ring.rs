@@ -149,9 +149,20 @@ impl Ring {
     pub fn events(&self) -> impl Iterator<Item = &Arc<Event>> {
         self.events.iter()
     }
-    /// At its event or byte bound: the next push drops the oldest event.
-    pub fn full(&self) -> bool {
-        self.events.len() >= self.max_events || self.bytes >= self.max_bytes
+    /// How many of the oldest events pushing an event of `bytes` would drop.
+    pub fn evicts(&self, bytes: usize) -> usize {
+        let mut events = self.events.len() + 1;
+        let mut held = self.bytes + bytes;
+        let mut dropped = 0;
+        for old in &self.events {
+            if events <= self.max_events && (held <= self.max_bytes || events == 1) {
+                break;
+            }
+            events -= 1;
+            held -= old.frame.bytes.len();
+            dropped += 1;
+        }
+        dropped
     }
 }
 
@@ -159,6 +170,32 @@ impl Ring {
 mod tests {
     use super::*;
     use crate::position::{downcast, Accept, Lane, Step};
+
+    #[test]
+    fn evicts_counts_what_a_push_would_drop_by_count_and_by_bytes() {
+        let size = ev(0, 0, 30).frame.bytes.len();
+        let mut r = Ring::new(Box::new(Offsets(vec![0, 0])), 3, 100 * size);
+        assert_eq!(
+            r.evicts(usize::MAX / 2),
+            0,
+            "an empty ring keeps one event of any size"
+        );
+        for o in 0..3 {
+            r.push(ev(0, o, 30));
+        }
+        assert_eq!(r.evicts(10), 1, "over the event count");
+        let mut r = Ring::new(Box::new(Offsets(vec![0, 0])), 10, 3 * size);
+        r.push(ev(0, 0, 30));
+        r.push(ev(0, 1, 30));
+        assert_eq!(r.evicts(size), 0, "fits");
+        assert_eq!(r.evicts(size + 1), 1, "over the bytes by one");
+        assert_eq!(r.evicts(2 * size + 1), 2, "needs both gone");
+        let big = ev(0, 2, 30 + size + 1);
+        assert_eq!(r.evicts(big.frame.bytes.len()), 2);
+        let before = r.first_seq();
+        r.push(big);
+        assert_eq!(r.first_seq() - before, 2, "as pushing does");
+    }
 
     /// The test's own position: next offset per partition of one stream.
     #[derive(Debug, Clone, PartialEq)]

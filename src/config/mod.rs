@@ -109,6 +109,10 @@ pub struct ServerConfig {
     /// `[server.catchup]`: bounds of the shared readers that serve clients resuming from
     /// behind the replay buffer.
     pub catchup: CatchupConfig,
+    /// Bytes catch-up readers and client write buffers may hold in the whole process.
+    /// Default: what every catch-up reader may hold (`max_readers` × 2 ×
+    /// `buffer_bytes`) plus the sum of the routes' `replay.max_bytes`.
+    pub memory_budget: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -134,6 +138,7 @@ impl Default for ServerConfig {
             write_timeout: Duration::from_secs(30),
             head_timeout: Duration::from_secs(5),
             catchup: CatchupConfig::default(),
+            memory_budget: None,
         }
     }
 }
@@ -193,6 +198,11 @@ pub struct RouteConfig {
     /// Send `Access-Control-Allow-Credentials: true` to allowed origins (cookie auth).
     #[serde(default)]
     pub cors_credentials: bool,
+    /// Bytes this route's catch-up readers and client write buffers may hold.
+    /// Default: what its catch-up readers may hold (`max_readers_per_route` × 2 ×
+    /// `buffer_bytes`) plus `replay.max_bytes`.
+    #[serde(default)]
+    pub memory_budget: Option<usize>,
 }
 
 /// The default slow-client bound, before the replay buffer caps it.
@@ -203,6 +213,16 @@ impl RouteConfig {
     pub fn max_client_lag(&self) -> usize {
         self.max_client_lag
             .unwrap_or(DEFAULT_MAX_CLIENT_LAG.min(self.replay.max_events))
+    }
+
+    /// The route's memory budget in force, with catch-up readers bounded by `catchup`.
+    pub fn memory_budget(&self, catchup: &CatchupConfig) -> usize {
+        self.memory_budget.unwrap_or_else(|| {
+            catchup
+                .reader_bytes()
+                .saturating_mul(catchup.max_readers_per_route)
+                .saturating_add(self.replay.max_bytes)
+        })
     }
 
     /// What the route's source reads of the route's settings.
@@ -252,6 +272,17 @@ impl RouteConfig {
 }
 
 impl Settings {
+    /// The process-wide memory budget in force.
+    pub fn memory_budget(&self) -> usize {
+        self.server.memory_budget.unwrap_or_else(|| {
+            self.routes
+                .iter()
+                .fold(self.server.catchup.budget_bytes(), |sum, r| {
+                    sum.saturating_add(r.replay.max_bytes)
+                })
+        })
+    }
+
     /// Load `file`, apply environment overrides, deserialize and validate.
     pub fn load(file: &Path) -> Result<Settings, ConfigError> {
         Self::load_with_env(file, None)

@@ -236,3 +236,38 @@ client_filters = ["header:region", "event"]
         .iter()
         .any(|p| p.contains("header:")));
 }
+
+#[test]
+fn memory_budgets_default_from_the_readers_and_replay_buffers_and_are_checked() {
+    let s = load(GOOD, &[]).unwrap();
+    let c = &s.server.catchup;
+    let route = c.reader_bytes() * c.max_readers_per_route + s.routes[0].replay.max_bytes;
+    assert_eq!(s.routes[0].memory_budget(c), route);
+    assert_eq!(
+        s.memory_budget(),
+        c.budget_bytes() + s.routes[0].replay.max_bytes
+    );
+    assert_eq!(s.memory_budget(), 16 * 16 * 1024 * 1024 + 64 * 1024 * 1024);
+    let small = GOOD
+        .replace(
+            "heartbeat_interval = \"5s\"",
+            "heartbeat_interval = \"5s\"\nmemory_budget = 1000",
+        )
+        .replace(
+            "start = { last = 10 }",
+            "start = { last = 10 }\nmemory_budget = 1000",
+        );
+    let problems = problems_of(&small, &[]);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("server.memory_budget: must hold at least one catch-up reader")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("routes[0].memory_budget: must hold at least one")),
+        "{problems:?}"
+    );
+}

@@ -77,6 +77,13 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
     if c.stall.as_millis() < 100 {
         p.push("server.catchup.stall", "must be at least 100ms");
     }
+    let reader = c.reader_bytes();
+    if s.memory_budget.is_some_and(|b| b < reader) {
+        p.push(
+            "server.memory_budget",
+            format!("must hold at least one catch-up reader ({reader} bytes: server.catchup.buffer_bytes and its prefetch)"),
+        );
+    }
     if s.max_connection_age.is_some_and(|a| a.as_secs() < 1) {
         p.push("server.max_connection_age", "must be at least 1s");
     }
@@ -161,6 +168,12 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
             p.push(
                 format!("{at}.max_client_lag"),
                 "must not exceed replay.max_events (a client that far behind has left the buffer)",
+            );
+        }
+        if r.memory_budget.is_some_and(|b| b < reader) {
+            p.push(
+                format!("{at}.memory_budget"),
+                format!("must hold at least one catch-up reader ({reader} bytes: server.catchup.buffer_bytes and its prefetch)"),
             );
         }
         if let super::StartPosition::Last(0) = r.start {

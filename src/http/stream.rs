@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{FutureExt, Stream, StreamExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::limits::Held;
 use super::RouteEntry;
+use crate::bus::budget::HeldBuf;
 use crate::bus::{ClientFilter, ClientGuard, Cursor, Event, Hub, Read, Verdict};
 use crate::metrics::{DisconnectReason, RouteMetrics};
 use crate::source::{CatchupStream, Plan, Source, SourceError};
@@ -300,6 +301,9 @@ impl ClientStream {
         }
         if !self.preamble.is_empty() {
             let parts: Vec<Bytes> = self.preamble.drain(..).collect();
+            if let [one] = &parts[..] {
+                return Some(one.clone());
+            }
             return Some(parts.concat().into());
         }
         let drain = self.draining();
@@ -347,11 +351,9 @@ impl ClientStream {
                         return self.finish(DisconnectReason::SourceError);
                     }
                     Some(Ok(ev)) => {
-                        let mut out = BytesMut::new();
-                        if self.take_caught_up(&ev, &mut out) {
+                        if let Some(first) = self.take_caught_up(&ev) {
                             self.observe(&ev);
-                            self.batch_catchup(&mut out);
-                            return Some(out.freeze());
+                            return Some(self.batch_catchup(first));
                         }
                     }
                 }
@@ -415,28 +417,29 @@ impl ClientStream {
         sse::id_line(&self.cursor.encode())
     }
 
-    /// Append a catch-up event the client lacks (with its own id) to `out`; false when
-    /// the client skips it.
-    fn take_caught_up(&mut self, ev: &Event, out: &mut BytesMut) -> bool {
+    /// The id line and body of a catch-up event the client lacks (with its own id);
+    /// `None` when the client skips it.
+    fn take_caught_up(&mut self, ev: &Event) -> Option<[Bytes; 2]> {
         match self.cursor.accept(ev) {
-            Verdict::Skip => false,
-            _ if !self.passes(ev) => false,
+            Verdict::Skip => None,
+            _ if !self.passes(ev) => None,
             Verdict::Shared | Verdict::Custom(_) => {
                 self.metrics.events_sent.inc();
-                out.extend_from_slice(&self.cursor_id_line());
-                out.extend_from_slice(&ev.frame.body());
-                true
+                Some([self.cursor_id_line(), ev.frame.body()])
             }
         }
     }
 
-    /// Add the catch-up events already at hand to `out` (one write for many), up to
-    /// [`BATCH`] events or [`CHUNK`] bytes; an end or a failure met on the way is kept
-    /// for the next call.
-    fn batch_catchup(&mut self, out: &mut BytesMut) {
+    /// `first` and the catch-up events already at hand after it, in one chunk (one write
+    /// for many), up to [`BATCH`] events or [`CHUNK`] bytes and as far as the route's
+    /// memory budget allows; an end or a failure met on the way is kept for the next
+    /// call, and so is an event the budget could not take.
+    fn batch_catchup(&mut self, first: [Bytes; 2]) -> Bytes {
         let Some(mut cu) = self.catchup.take() else {
-            return;
+            return first.concat().into();
         };
+        let mut out = HeldBuf::new(self.hub.budget().clone());
+        let mut single = Some(first);
         for _ in 1..BATCH {
             if out.len() >= CHUNK {
                 break;
@@ -444,7 +447,21 @@ impl ClientStream {
             match cu.next().now_or_never() {
                 None => break,
                 Some(Some(Ok(ev))) => {
-                    self.take_caught_up(&ev, out);
+                    let Some(part) = self.take_caught_up(&ev) else {
+                        continue;
+                    };
+                    let appended = match single.take() {
+                        Some(f) if !out.append(&[&f[0], &f[1]]) => {
+                            single = Some(f);
+                            false
+                        }
+                        _ => out.append(&[&part[0], &part[1]]),
+                    };
+                    if !appended {
+                        self.metrics.budget_limited.inc();
+                        self.preamble.push(part.concat().into());
+                        break;
+                    }
                 }
                 Some(other) => {
                     self.stashed = Some(other);
@@ -453,19 +470,26 @@ impl ClientStream {
             }
         }
         self.catchup = Some(cu);
+        match single {
+            Some(f) => f.concat().into(),
+            None => out.freeze(),
+        }
     }
 
-    /// Frames of the events in `buf` this client has not had, in one chunk.
+    /// Frames of the events in `buf` this client has not had, in one chunk, as far as
+    /// the route's memory budget allows (one event's frame, which the ring holds, needs
+    /// none).
     fn encode_batch(&mut self) -> Option<Bytes> {
         let mut single: Option<Bytes> = None;
-        let mut out: Option<BytesMut> = None;
+        let mut out: Option<HeldBuf> = None;
         let mut sent = 0u64;
         let mut size = 0usize;
+        let len = self.buf.len();
         for (i, ev) in self.buf.iter().enumerate() {
             if size >= CHUNK {
                 // A chunk's worth: the rest is read again for the next one, so a client
                 // holds at most about one chunk (or one event) however large they are.
-                self.next_seq -= (self.buf.len() - i) as u64;
+                self.next_seq -= (len - i) as u64;
                 break;
             }
             let part: Bytes = match self.cursor.accept(ev) {
@@ -479,15 +503,29 @@ impl ClientStream {
             }
             sent += 1;
             size += part.len();
-            match (&mut out, single.take()) {
-                (Some(o), _) => o.extend_from_slice(&part),
-                (None, None) => single = Some(part),
-                (None, Some(first)) => {
-                    let mut o = BytesMut::with_capacity(first.len() + part.len() * 8);
-                    o.extend_from_slice(&first);
-                    o.extend_from_slice(&part);
-                    out = Some(o);
+            let appended = match (&mut out, single.take()) {
+                (Some(o), _) => o.append(&[&part]),
+                (None, None) => {
+                    single = Some(part.clone());
+                    true
                 }
+                (None, Some(first)) => {
+                    let mut o = HeldBuf::new(self.hub.budget().clone());
+                    if o.append(&[&first, &part]) {
+                        out = Some(o);
+                        true
+                    } else {
+                        single = Some(first);
+                        false
+                    }
+                }
+            };
+            if !appended {
+                // Over budget: this event goes alone next, the rest is read again.
+                self.metrics.budget_limited.inc();
+                self.preamble.push(part);
+                self.next_seq -= (len - i - 1) as u64;
+                break;
             }
         }
         if !self.cursor.synced() {
@@ -499,7 +537,7 @@ impl ClientStream {
         if self.buf.capacity() > 16 {
             self.buf = Vec::new();
         }
-        out.map(BytesMut::freeze).or(single)
+        out.map(HeldBuf::freeze).or(single)
     }
 }
 

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{CatchupStream, SourceError};
+use crate::bus::budget::{Budget, Reservation};
 use crate::bus::{Event, Read, Ring};
 use crate::event_id;
 use crate::metrics::RouteMetrics;
@@ -41,6 +42,11 @@ const RECHECK: Duration = Duration::from_millis(100);
 /// A reader whose read is complete stays joinable this long (its buffer holds the whole
 /// range): clients arriving just after it finished share it instead of reading again.
 const LINGER: Duration = Duration::from_secs(2);
+
+/// The least a reader's backend client prefetches, whatever `buffer_bytes`: one fetch
+/// response (librdkafka's `fetch.max.bytes` may not go below its 1,000,000-byte
+/// `message.max.bytes`, and a smaller fetch stalls on larger record batches).
+pub const MIN_PREFETCH: usize = 1_000_000;
 
 /// `[server.catchup]`: bounds of shared catch-up reads.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -80,7 +86,14 @@ impl CatchupConfig {
     /// Most memory catch-up may hold in the process: every reader's buffer and its
     /// backend client's prefetch.
     pub fn budget_bytes(&self) -> usize {
-        self.max_readers * self.buffer_bytes * 2
+        self.reader_bytes().saturating_mul(self.max_readers)
+    }
+
+    /// What one reader may hold: its buffer and its backend client's prefetch (as much
+    /// again, but at least [`MIN_PREFETCH`]: one fetch response).
+    pub fn reader_bytes(&self) -> usize {
+        self.buffer_bytes
+            .saturating_add(self.buffer_bytes.max(MIN_PREFETCH))
     }
 }
 
@@ -89,15 +102,22 @@ impl CatchupConfig {
 pub struct CatchupLimits {
     cfg: CatchupConfig,
     readers: Arc<Semaphore>,
+    memory: Arc<Budget>,
 }
 
 impl CatchupLimits {
-    /// Limits as configured.
-    pub fn new(cfg: CatchupConfig) -> Arc<CatchupLimits> {
+    /// Limits as configured, under the process-wide memory budget `memory`.
+    pub fn new(cfg: CatchupConfig, memory: Arc<Budget>) -> Arc<CatchupLimits> {
         Arc::new(CatchupLimits {
             readers: Arc::new(Semaphore::new(cfg.max_readers.max(1))),
             cfg,
+            memory,
         })
+    }
+
+    /// The process-wide memory budget (every route's budget is under it).
+    pub fn memory(&self) -> &Arc<Budget> {
+        &self.memory
     }
 }
 
@@ -112,10 +132,12 @@ pub struct CatchupRead {
     pub raw: CatchupStream,
 }
 
-/// The right to run one catch-up reader (a route's and the process's share).
+/// The right to run one catch-up reader (a route's and the process's share, and its
+/// memory held against the budgets).
 pub struct Permit {
     _route: OwnedSemaphorePermit,
     _process: OwnedSemaphorePermit,
+    _memory: Reservation,
 }
 
 /// The catch-up readers of one route.
@@ -125,6 +147,7 @@ pub struct CatchupPool(Arc<Pool>);
 struct Pool {
     limits: Arc<CatchupLimits>,
     route: Arc<Semaphore>,
+    budget: Arc<Budget>,
     readers: Mutex<Vec<Arc<Shared>>>,
     metrics: RouteMetrics,
     tracker: TaskTracker,
@@ -132,9 +155,11 @@ struct Pool {
 }
 
 impl CatchupPool {
-    /// The pool of a route; its readers run on `tracker` until `cancel` fires.
+    /// The pool of a route whose memory budget is `budget`; its readers run on
+    /// `tracker` until `cancel` fires.
     pub fn new(
         limits: Arc<CatchupLimits>,
+        budget: Arc<Budget>,
         metrics: RouteMetrics,
         tracker: TaskTracker,
         cancel: CancellationToken,
@@ -142,6 +167,7 @@ impl CatchupPool {
         CatchupPool(Arc::new(Pool {
             route: Arc::new(Semaphore::new(limits.cfg.max_readers_per_route.max(1))),
             limits,
+            budget,
             readers: Mutex::new(Vec::new()),
             metrics,
             tracker,
@@ -179,15 +205,25 @@ impl CatchupPool {
         })
     }
 
-    /// Wait (up to `server.catchup.wait`) for the right to start a reader.
+    /// Wait (up to `server.catchup.wait`) for the right to start a reader: a free slot
+    /// and room in the memory budgets for its buffer and its backend's prefetch.
     pub async fn permit(&self) -> Result<Permit, SourceError> {
         let pool = &self.0;
         let got = tokio::time::timeout(pool.limits.cfg.wait, async {
             let route = pool.route.clone().acquire_owned().await.ok()?;
             let process = pool.limits.readers.clone().acquire_owned().await.ok()?;
+            let need = pool.limits.cfg.reader_bytes();
+            let memory = loop {
+                // Budgets free as clients write their buffers or readers end.
+                match pool.budget.try_reserve(need) {
+                    Some(r) => break r,
+                    None => tokio::time::sleep(RECHECK).await,
+                }
+            };
             Some(Permit {
                 _route: route,
                 _process: process,
+                _memory: memory,
             })
         })
         .await;
@@ -442,25 +478,6 @@ async fn run(
     let stall = pool.limits.cfg.stall;
     let mut counted = 0i64;
     let end = 'read: loop {
-        // Room for the next event, unless a client that still reads needs the oldest.
-        loop {
-            let first = {
-                let r = shared.ring.read();
-                if !r.full() {
-                    break;
-                }
-                r.first_seq()
-            };
-            if shared.slowest(stall).is_none_or(|s| s > first) {
-                break;
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => break 'read Err("route stopped".to_owned()),
-                _ = shared.gone.notified() => {}
-                _ = shared.progressed.notified() => {}
-                _ = tokio::time::sleep(RECHECK) => {}
-            }
-        }
         {
             let mut st = shared.state.lock();
             if st.clients.is_empty() {
@@ -475,21 +492,39 @@ async fn run(
             _ = shared.gone.notified() => continue,
             item = raw.next() => item,
         };
-        match item {
-            Some(Ok(ev)) => {
-                let (head, bytes) = {
-                    let mut r = shared.ring.write();
-                    r.push(ev);
-                    (r.head_seq(), r.bytes() as i64)
-                };
-                pool.metrics.catchup_read.inc();
-                pool.metrics.catchup_bytes.add(bytes - counted);
-                counted = bytes;
-                shared.head.send_replace(head);
-            }
+        let ev = match item {
+            Some(Ok(ev)) => ev,
             Some(Err(e)) => break Err(e.to_string()),
             None => break Ok(()),
+        };
+        // Room for this event, unless a client that still reads needs what it drops.
+        loop {
+            let (first, dropped) = {
+                let r = shared.ring.read();
+                (r.first_seq(), r.evicts(ev.frame.bytes.len()) as u64)
+            };
+            if dropped == 0 || shared.slowest(stall).is_none_or(|s| s >= first + dropped) {
+                break;
+            }
+            if shared.state.lock().clients.is_empty() {
+                break;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break 'read Err("route stopped".to_owned()),
+                _ = shared.gone.notified() => {}
+                _ = shared.progressed.notified() => {}
+                _ = tokio::time::sleep(RECHECK) => {}
+            }
         }
+        let (head, bytes) = {
+            let mut r = shared.ring.write();
+            r.push(ev);
+            (r.head_seq(), r.bytes() as i64)
+        };
+        pool.metrics.catchup_read.inc();
+        pool.metrics.catchup_bytes.add(bytes - counted);
+        counted = bytes;
+        shared.head.send_replace(head);
     };
     if let Err(e) = &end {
         tracing::warn!(route = %pool.metrics.route(), error = %e, "catch-up read ended");
@@ -583,12 +618,17 @@ mod tests {
     }
 
     fn fixture(cfg: CatchupConfig) -> Fixture {
+        fixture_with(cfg, Budget::unlimited())
+    }
+
+    fn fixture_with(cfg: CatchupConfig, budget: Arc<Budget>) -> Fixture {
         let metrics = crate::metrics::Metrics::new(prometheus::Registry::new())
             .unwrap()
             .route("t");
         let tracker = TaskTracker::new();
         let pool = CatchupPool::new(
-            CatchupLimits::new(cfg),
+            CatchupLimits::new(cfg, Budget::unlimited()),
+            budget,
             metrics.clone(),
             tracker.clone(),
             CancellationToken::new(),
@@ -677,6 +717,43 @@ mod tests {
         assert_eq!(f.metrics.catchup_readers.get(), 0);
         assert_eq!(f.metrics.catchup_clients.get(), 0);
         assert_eq!(f.metrics.catchup_bytes.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_reader_the_memory_budget_cannot_hold_is_not_started_until_it_frees() {
+        let mut c = cfg();
+        c.max_readers = 4;
+        c.max_readers_per_route = 4;
+        // Room for one reader (2 × its buffer), held in part by a client's write buffer.
+        let budget = Budget::new(c.reader_bytes(), None, None);
+        let f = fixture_with(c, budget.clone());
+        let held = budget.try_reserve(1).expect("fits");
+        let (_tx, raw_a) = raw();
+        let started = Instant::now();
+        let refused = f.pool.join(&At(10), move || read(10, raw_a)).await;
+        assert!(
+            matches!(refused, Err(SourceError::Busy { .. })),
+            "over budget: refused, not started"
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "waited first"
+        );
+        assert_eq!(f.metrics.catchup_readers.get(), 0);
+        assert_eq!(f.metrics.catchup_refused.get(), 1);
+        let pool = f.pool.clone();
+        let (_tx2, raw_b) = raw();
+        let waiting =
+            tokio::spawn(async move { pool.join(&At(20), move || read(20, raw_b)).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(held);
+        let joined = waiting.await.unwrap();
+        assert!(joined.is_ok(), "started once the budget had room");
+        assert_eq!(budget.used(), budget.limit(), "the reader holds its share");
+        drop(joined);
+        f.tracker.close();
+        f.tracker.wait().await;
+        assert_eq!(budget.used(), 0, "given back when the reader ends");
     }
 
     #[tokio::test]

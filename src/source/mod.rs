@@ -40,7 +40,7 @@ use serde::{Deserialize, Deserializer};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use catchup::{CatchupConfig, CatchupLimits, CatchupPool, CatchupRead, Permit};
+pub use catchup::{CatchupConfig, CatchupLimits, CatchupPool, CatchupRead, Permit, MIN_PREFETCH};
 pub use route::{EventNameConfig, ReplayConfig, RouteOptions, StartPosition};
 
 use crate::bus::{Cursor, Event, Hub, Selector};

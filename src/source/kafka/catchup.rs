@@ -16,6 +16,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::KafkaSource;
 use crate::bus::Event;
 use crate::position::{Lane, Step};
+use crate::source::MIN_PREFETCH;
 use crate::source::{CatchupStream, SourceError};
 
 /// Give up when a catch-up read makes no progress for this long.
@@ -73,13 +74,14 @@ fn open_consumer(
     group: &[(u16, i32, i64, i64)],
 ) -> Result<StreamConsumer, KafkaError> {
     // librdkafka prefetches up to 64 MiB per consumer by default: bound it to the
-    // reader's buffer.
+    // reader's buffer (or one fetch response, at least).
     let bytes = src.catchup.config().buffer_bytes;
     let kbytes = (bytes / 1024).clamp(64, 2_097_151);
-    let fetch = bytes.clamp(64 * 1024, 50 * 1024 * 1024);
-    let c: StreamConsumer = src
+    let fetch = bytes.clamp(MIN_PREFETCH, 50 * 1024 * 1024);
+    let mut cc = src
         .cfg
-        .client_config(&format!("sse-bridge-{}-catchup", src.route))
+        .client_config(&format!("sse-bridge-{}-catchup", src.route));
+    let c: StreamConsumer = cc
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "error")
         .set("queued.max.messages.kbytes", kbytes.to_string())

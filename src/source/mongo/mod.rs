@@ -288,6 +288,9 @@ impl MongoSource {
                 Ok(self.live_plan(None))
             }
             ClientStart::Since(ms) => {
+                if let Some(plan) = self.since_in_ring(ms) {
+                    return Ok(plan);
+                }
                 let ts = Timestamp {
                     // Cluster times are 32-bit seconds; past times fit until 2106.
                     time: u32::try_from(ms / 1000).unwrap_or(u32::MAX),
@@ -361,6 +364,40 @@ impl MongoSource {
                 None => Err(SourceError::Unavailable(redact_uri(&e.to_string()))),
             },
         }
+    }
+
+    /// A plan for `?since=ms` from the ring, when its oldest change is older: right
+    /// after the last event before the first change of that second or later (change
+    /// stream start times are cluster times, whole seconds).
+    fn since_in_ring(&self, ms: i64) -> Option<Plan> {
+        let from = ms.div_euclid(1000) * 1000;
+        let before = self.hub.inspect(|r| {
+            let mut timed = r.events().filter_map(|e| e.timestamp_ms);
+            if timed.next().is_none_or(|t| t >= from) {
+                // The ring may not reach back that far.
+                return None;
+            }
+            let mut prev = None;
+            for ev in r.events() {
+                if ev.timestamp_ms.is_some_and(|t| t >= from) {
+                    return Some(prev);
+                }
+                prev = Some(ev.id());
+            }
+            Some(None)
+        })?;
+        let plan = match before {
+            Some(id) => {
+                let t = event_id::decode_as::<MongoToken>(std::str::from_utf8(&id).ok()?).ok()?;
+                self.in_ring(&t)?
+            }
+            // Every change the ring holds is older: from the head.
+            None => self.live_plan(None),
+        };
+        Some(Plan {
+            outcome: None,
+            ..plan
+        })
     }
 
     /// A plan from the ring, when it holds `c`: at the head, or right after its event.
