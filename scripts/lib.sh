@@ -88,9 +88,11 @@ project_venv() {
 ensure_venv() {
   local venv
   venv="$(project_venv)"
-  if ! "$venv/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('SecantusDB') != '$SECANTUS_VERSION')" 2>/dev/null; then
+  # The version and the command (an install cut short can leave one without the other).
+  if ! "$venv/bin/python" -c "import pymongo, importlib.metadata as m, sys; sys.exit(m.version('SecantusDB') != '$SECANTUS_VERSION')" 2>/dev/null \
+      || [ ! -x "$venv/bin/secantusd-py" ]; then
     log "installing SecantusDB==$SECANTUS_VERSION and pymongo into $venv"
-    "$venv/bin/pip" install -q "SecantusDB==$SECANTUS_VERSION" pymongo
+    "$venv/bin/pip" install -q --force-reinstall "SecantusDB==$SECANTUS_VERSION" pymongo
   fi
   PY="$venv/bin/python"
   SECANTUSD="$venv/bin/secantusd-py"
