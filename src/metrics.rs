@@ -90,6 +90,7 @@ pub struct Metrics {
     catchup_bytes: IntGaugeVec,
     catchup_refused: IntCounterVec,
     catchup_read: IntCounterVec,
+    catchup_started: IntCounterVec,
     budget_limit: IntGaugeVec,
     budget_used: IntGaugeVec,
     budget_limited: IntCounterVec,
@@ -315,6 +316,16 @@ impl Metrics {
                     route,
                 )?,
             )?,
+            catchup_started: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        format!("{p}catchup_readers_started_total"),
+                        "Catch-up readers started (each one read of the source)",
+                    ),
+                    route,
+                )?,
+            )?,
             budget_limit: reg(
                 r,
                 IntGaugeVec::new(
@@ -396,6 +407,7 @@ impl Metrics {
             catchup_bytes: self.catchup_bytes.with_label_values(l),
             catchup_refused: self.catchup_refused.with_label_values(l),
             catchup_read: self.catchup_read.with_label_values(l),
+            catchup_started: self.catchup_started.with_label_values(l),
             budget_limit: self.budget_limit.with_label_values(l),
             budget_used: self.budget_used.with_label_values(l),
             budget_limited: self.budget_limited.with_label_values(l),
@@ -451,6 +463,8 @@ pub struct RouteMetrics {
     pub catchup_refused: IntCounter,
     /// Events catch-up readers read from the source.
     pub catchup_read: IntCounter,
+    /// Catch-up readers started.
+    pub catchup_started: IntCounter,
     /// The route's memory budget (bytes).
     pub budget_limit: IntGauge,
     /// Bytes held against the route's memory budget.

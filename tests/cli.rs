@@ -81,3 +81,52 @@ fn running_with_an_invalid_config_exits_before_binding() {
         "{text}"
     );
 }
+
+#[test]
+fn environment_overrides_set_routes_by_name_and_refuse_unknown_routes() {
+    let run = |vars: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sse-bridge"));
+        c.arg("--check-config").arg("config/example.toml");
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, out) = run(&[
+        ("SSE_BRIDGE__ROUTES__orders__MAX_CONNECTIONS", "5"),
+        (
+            "SSE_BRIDGE__ROUTES__orders__SOURCE__BROKERS",
+            "a:9092,b:9092",
+        ),
+        (
+            "SSE_BRIDGE__SERVER__CORS_ORIGINS",
+            "https://a.example,https://b.example",
+        ),
+        ("SSE_BRIDGE__SERVER__LISTEN", "127.0.0.1:9000"),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    // A value of the wrong type is a problem named by its field.
+    let (code, out) = run(&[("SSE_BRIDGE__ROUTES__orders__MAX_CONNECTIONS", "lots")]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("SSE_BRIDGE__ROUTES__orders__MAX_CONNECTIONS"),
+        "{out}"
+    );
+    assert!(out.contains("must be a number"), "{out}");
+    // A route that does not exist is an error saying so.
+    let (code, out) = run(&[("SSE_BRIDGE__ROUTES__ordres__MAX_CONNECTIONS", "5")]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("names route `ordres`, which is not configured (routes: orders, inventory)"),
+        "{out}"
+    );
+    // Validation still applies to overridden values, with the field's path.
+    let (code, out) = run(&[("SSE_BRIDGE__ROUTES__orders__SOURCE__TOPICS", "")]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("routes[0].source.topics"), "{out}");
+}

@@ -3,6 +3,7 @@
 //! (see `validate`) so that every problem is reported at once with its path.
 
 pub mod access;
+mod env;
 mod secrets;
 pub(crate) mod validate;
 
@@ -113,6 +114,21 @@ pub struct ServerConfig {
     /// Default: what every catch-up reader may hold (`max_readers` × 2 ×
     /// `buffer_bytes`) plus the sum of the routes' `replay.max_bytes`.
     pub memory_budget: Option<usize>,
+    /// What `/readyz` requires of the routes' sources: `any` (default: the pod serves
+    /// while at least one route's source is ready; clients of the others get 503 and
+    /// retry) or `all`.
+    pub readiness: Readiness,
+}
+
+/// `server.readiness`: what `/readyz` requires of the routes' sources.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Readiness {
+    /// At least one route's source is ready.
+    #[default]
+    Any,
+    /// Every route's source is ready.
+    All,
 }
 
 impl Default for ServerConfig {
@@ -139,6 +155,7 @@ impl Default for ServerConfig {
             head_timeout: Duration::from_secs(5),
             catchup: CatchupConfig::default(),
             memory_budget: None,
+            readiness: Readiness::default(),
         }
     }
 }
@@ -299,11 +316,13 @@ impl Settings {
                 format!("file {} does not exist", file.display()),
             ));
         }
-        let env_source = config::Environment::with_prefix(ENV_PREFIX)
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true)
-            .source(env.clone());
+        let vars: std::collections::HashMap<String, String> = match &env {
+            Some(m) => m.clone(),
+            None => std::env::vars().collect(),
+        };
+        // Overrides are applied to the loaded tree (routes by name), not by the `config`
+        // crate (which would index the route list).
+        let overrides = env::overrides(vars);
         let text = std::fs::read_to_string(file).map_err(|e| {
             ConfigError::single("config", format!("cannot read {}: {e}", file.display()))
         })?;
@@ -314,16 +333,30 @@ impl Settings {
         let text = secrets::expand(&text, &lookup).map_err(ConfigError::from)?;
         let raw = config::Config::builder()
             .add_source(config::File::from_str(&text, config::FileFormat::Toml))
-            .add_source(env_source)
             .build()
             .map_err(|e| ConfigError::single("config", e.to_string()))?;
-        let mut settings: Settings = raw
-            .clone()
+        let mut tree: serde_json::Value = raw
             .try_deserialize()
             .map_err(|e| ConfigError::single("config", e.to_string()))?;
-        let tree: serde_json::Value = raw
-            .try_deserialize()
-            .map_err(|e| ConfigError::single("config", e.to_string()))?;
+        let applied = env::apply(&mut tree, &overrides)?;
+        // A field only an override sets had its type guessed from its text: where the
+        // settings want another (a list, text), it gets that, field by field.
+        let mut settings: Settings = loop {
+            match serde_path_to_error::deserialize(&tree) {
+                Ok(s) => break s,
+                Err(e) => {
+                    let path = e.path().to_string();
+                    let message = e.into_inner().to_string();
+                    if env::retype(&mut tree, &applied, &path, &message) {
+                        continue;
+                    }
+                    return Err(ConfigError::single(
+                        if path == "." { "config" } else { &path },
+                        message,
+                    ));
+                }
+            }
+        };
         settings.raw_routes = match tree.get("routes") {
             Some(serde_json::Value::Array(a)) => a.clone(),
             _ => Vec::new(),

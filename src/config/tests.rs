@@ -271,3 +271,33 @@ fn memory_budgets_default_from_the_readers_and_replay_buffers_and_are_checked() 
         "{problems:?}"
     );
 }
+
+#[test]
+fn route_overrides_by_name_reach_the_settings() {
+    let s = load(
+        GOOD,
+        &[
+            ("SSE_BRIDGE__ROUTES__orders__MAX_CONNECTIONS", "5"),
+            (
+                "SSE_BRIDGE__ROUTES__orders__SOURCE__BROKERS",
+                "a:9092,b:9092",
+            ),
+            ("SSE_BRIDGE__ROUTES__orders__START", "latest"),
+            ("SSE_BRIDGE__SERVER__CORS_ORIGINS", "https://a.example"),
+        ],
+    )
+    .unwrap();
+    let r = &s.routes[0];
+    assert_eq!(r.max_connections, 5);
+    assert_eq!(r.start, StartPosition::Latest);
+    let k = r
+        .source
+        .downcast::<crate::source::kafka::KafkaSourceConfig>()
+        .expect("kafka");
+    assert_eq!(k.brokers, ["a:9092", "b:9092"]);
+    assert_eq!(s.server.cors_origins, ["https://a.example"]);
+    assert_eq!(
+        s.raw_routes[0]["max_connections"], 5,
+        "reload compares what runs"
+    );
+}

@@ -1,5 +1,6 @@
-//! The admin face: `/metrics` (Prometheus text), `/healthz` (alive) and `/readyz` (every
-//! source connected and live, and not draining), JSON bodies.
+//! The admin face: `/metrics` (Prometheus text), `/healthz` (alive), `/readyz` (routes'
+//! sources connected and live, as `server.readiness` asks, and not draining) and
+//! `/readyz/<route>` (that route's), JSON bodies.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use warp::Filter;
 
 use super::errors::{json_error, method_not_allowed, not_found};
 use super::App;
+use crate::config::Readiness;
 
 /// The admin filter: `/metrics`, `/healthz` and `/readyz` for GET and HEAD; JSON errors
 /// for anything else.
@@ -34,12 +36,26 @@ pub fn filter(
     };
     let healthz = warp::path!("healthz")
         .map(|| warp::reply::json(&json!({ "status": "ok" })).into_response());
-    let ready = warp::path!("readyz").map(move || readyz(&app));
-    let pages = metrics.or(healthz).unify().or(ready).unify();
+    let ready = {
+        let app = app.clone();
+        warp::path!("readyz").map(move || readyz(&app, None))
+    };
+    let route_ready = warp::path!("readyz" / String).map(move |r: String| readyz(&app, Some(&r)));
+    let pages = metrics
+        .or(healthz)
+        .unify()
+        .or(ready)
+        .unify()
+        .or(route_ready)
+        .unify();
     let known = warp::path!("metrics")
         .or(warp::path!("healthz"))
         .unify()
         .or(warp::path!("readyz"))
+        .unify()
+        .or(warp::path!("readyz" / String)
+            .map(|_: String| ())
+            .untuple_one())
         .unify();
     warp::get()
         .or(warp::head())
@@ -51,11 +67,23 @@ pub fn filter(
         .unify()
 }
 
-fn readyz(app: &App) -> Response {
+/// Readiness of the process (`route` absent: by `server.readiness`) or of one route.
+fn readyz(app: &App, route: Option<&str>) -> Response {
     let draining = app.draining.is_cancelled();
     let table = app.table();
-    let routes: Vec<_> = table
+    let shown: Vec<_> = table
         .routes
+        .iter()
+        .filter(|r| route.is_none_or(|n| r.name == n))
+        .collect();
+    if let (Some(n), true) = (route, shown.is_empty()) {
+        return json_error(
+            StatusCode::NOT_FOUND,
+            "unknown_route",
+            format!("no route named `{n}`"),
+        );
+    }
+    let routes: Vec<_> = shown
         .iter()
         .map(|r| {
             let s = r.hub.state();
@@ -69,8 +97,18 @@ fn readyz(app: &App) -> Response {
             })
         })
         .collect();
-    let ready = !draining && table.routes.iter().all(|r| r.hub.state().ready());
-    let body = json!({ "ready": ready, "draining": draining, "routes": routes });
+    let mut each = shown.iter().map(|r| r.hub.state().ready());
+    let sources = match (route, app.server.readiness) {
+        (Some(_), _) | (None, Readiness::All) => each.all(|r| r),
+        (None, Readiness::Any) => each.any(|r| r),
+    };
+    let ready = !draining && sources;
+    let body = json!({
+        "ready": ready,
+        "draining": draining,
+        "policy": app.server.readiness,
+        "routes": routes,
+    });
     let status = if ready {
         StatusCode::OK
     } else {

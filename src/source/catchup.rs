@@ -264,6 +264,7 @@ impl CatchupPool {
             .expect("a new reader takes clients");
         self.0.readers.lock().push(shared.clone());
         self.0.metrics.catchup_readers.inc();
+        self.0.metrics.catchup_started.inc();
         let pool = self.0.clone();
         self.0
             .tracker

@@ -240,13 +240,20 @@ pub async fn bridge(toml: &str) -> sse_bridge::Running {
     r
 }
 
-/// Poll a readiness URL until 200.
+/// Poll a readiness URL until 200 with every route ready (`/readyz` is 200 once any
+/// route is, by default).
 pub async fn wait_ready(url: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(r) = reqwest::get(url).await {
             if r.status() == 200 {
-                return;
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                let all = body["routes"]
+                    .as_array()
+                    .is_none_or(|rs| rs.iter().all(|r| r["ready"] == true));
+                if all {
+                    return;
+                }
             }
         }
         assert!(

@@ -110,6 +110,12 @@ pub async fn run(c: Catchup) -> anyhow::Result<Value> {
             .lines()
             .filter(|l| l.starts_with("sse_bridge_disconnects_total{"))
             .collect::<Vec<_>>(),
+        "catchup_readers_started": metric_sum(&after, "sse_bridge_catchup_readers_started_total{"),
+        "writes_cut_for_budget": metric_sum(&after, "sse_bridge_memory_budget_limited_total{"),
+        "requests_rejected": after
+            .lines()
+            .filter(|l| l.starts_with("sse_bridge_requests_rejected_total{"))
+            .collect::<Vec<_>>(),
         "bridge_rss_mib_peak": (peak_rss as f64 / 1048576.0).round(),
         "targets_met": missing == 0 && dup == 0 && failed == 0 && read / behind.max(1.0) <= 3.0,
     }))

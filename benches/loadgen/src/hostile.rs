@@ -267,15 +267,20 @@ pub async fn run(h: Hostile, huge_id: String) -> anyhow::Result<Value> {
     let (pid, admin) = (h.pid, h.admin.clone());
     let (sample_stop, mut sample_rx) = watch::channel(false);
     let sampler = tokio::spawn(async move {
-        let (mut rss, mut th, mut readers, mut clients) = (0u64, 0usize, 0f64, 0f64);
+        let (mut rss, mut th, mut readers, mut clients, mut budget) =
+            (0u64, 0usize, 0f64, 0f64, 0f64);
         loop {
             rss = rss.max(proc_stats::sample(&[pid]).rss_bytes);
             th = th.max(proc_stats::threads(pid));
             let m = metrics_text(&admin).await;
             readers = f64::max(readers, metric_sum(&m, "sse_bridge_catchup_readers{"));
             clients = f64::max(clients, metric_sum(&m, "sse_bridge_connections_active{"));
+            budget = f64::max(
+                budget,
+                metric_sum(&m, "sse_bridge_process_memory_budget_used_bytes"),
+            );
             tokio::select! {
-                _ = sample_rx.changed() => return (rss, th, readers, clients),
+                _ = sample_rx.changed() => return (rss, th, readers, clients, budget),
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
         }
@@ -287,8 +292,9 @@ pub async fn run(h: Hostile, huge_id: String) -> anyhow::Result<Value> {
         let _ = a.await;
     }
     let _ = sample_stop.send(true);
-    let (peak_rss, peak_threads, peak_readers, peak_streams) = sampler.await?;
+    let (peak_rss, peak_threads, peak_readers, peak_streams, peak_budget) = sampler.await?;
     let m = metrics_text(&h.admin).await;
+    let budget = metric_sum(&m, "sse_bridge_process_memory_budget_bytes");
     let refused = metric_sum(&m, "sse_bridge_catchup_refused_total{");
     tokio::time::sleep(Duration::from_secs_f64(h.after)).await;
     let settled = proc_stats::sample(&[h.pid]);
@@ -316,6 +322,8 @@ pub async fn run(h: Hostile, huge_id: String) -> anyhow::Result<Value> {
         "bridge_rss_mib_peak": mib(peak_rss),
         "bridge_threads_peak": peak_threads,
         "catchup_readers_peak": peak_readers,
+        "memory_budget_mib": mib(budget as u64),
+        "memory_budget_used_mib_peak": mib(peak_budget as u64),
         "catchup_refused": refused,
         "streams_open_peak": peak_streams,
         "bridge_rss_mib_after": mib(settled.rss_bytes),
