@@ -27,22 +27,8 @@ async fn get(admin: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn by_default_a_pod_with_one_working_route_is_ready_and_each_route_reports_its_own() {
-    let topic_ready = {
-        let toml = two_routes(None);
-        let topic = toml
-            .split("topics = [\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .to_owned();
-        create_topic(&topic, 1).await;
-        toml
-    };
-    let b = sse_bridge::start(settings(&topic_ready))
-        .await
-        .expect("starts");
+    let toml = two_routes(None).await;
+    let b = sse_bridge::start(settings(&toml)).await.expect("starts");
     let admin = b.admin_addr;
     wait_status(admin, 200, std::time::Duration::from_secs(30)).await;
     let (status, body) = get(admin, "/readyz").await;
@@ -69,16 +55,7 @@ async fn by_default_a_pod_with_one_working_route_is_ready_and_each_route_reports
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_policy_all_one_route_down_makes_the_pod_unready() {
-    let toml = two_routes(Some("all"));
-    let topic = toml
-        .split("topics = [\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
-    create_topic(&topic, 1).await;
+    let toml = two_routes(Some("all")).await;
     let b = sse_bridge::start(settings(&toml)).await.expect("starts");
     let admin = b.admin_addr;
     // The working route gets ready; the pod stays unready for the other.
