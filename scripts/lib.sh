@@ -17,6 +17,18 @@ ensure_nisshi() {
     --no-default-features --features dynostore,libsql
 }
 
+# ensure_build_deps: C libraries the build links that the machine may lack: Cyrus SASL
+# (librdkafka's SASL/GSSAPI login, Kerberos), libcurl (its OAUTHBEARER/OIDC login) and
+# pkg-config to find them.
+ensure_build_deps() {
+  if ! pkg-config --exists libsasl2 libcurl 2>/dev/null; then
+    log "installing libsasl2-dev, libcurl4-openssl-dev and pkg-config (librdkafka's logins)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      libsasl2-dev libcurl4-openssl-dev pkg-config >/dev/null
+  fi
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

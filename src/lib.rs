@@ -6,12 +6,14 @@
 //!   the `Step` each event moves it by), [`event_id`] (the one wire form of ids), [`sse`]
 //!   (SSE frames), `problems` (config problems with their paths), `metrics`.
 //! - floor 1: `bus` — a route's ring of frames encoded once, shared by every client,
-//!   doubling as the replay buffer; client cursors and filters. It knows no source.
+//!   doubling as the replay buffer; client cursors and filters; memory budgets. It knows
+//!   no source.
 //! - floor 2: [`source`] — the plug (`Adapter`, `SourceSpec`, `Source`, the closed list
 //!   `ADAPTERS`), shared bounded catch-up for every adapter (`CatchupPool`), and one
 //!   folder per adapter ([`source::kafka`], [`source::mongo`]);
 //!   `auth` — JWT verification and its config.
-//! - floor 3: [`config`] — the file's shape (server, routes), env overrides, validation;
+//! - floor 3: [`config`] — the file's shape (server, routes), env overrides (routes by
+//!   name), validation;
 //!   each adapter parses and checks its own `source` section.
 //! - floor 4: `http` — the one stream path (`native` reads, `open` checks and plans,
 //!   `stream` and `fanout` write), the warp surface (console, preflights, errors, admin).
@@ -95,6 +97,15 @@ pub struct Running {
 
 /// Start every source and both servers; returns once the listeners are bound.
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
+    let (rdkafka, features) = source::kafka::librdkafka();
+    info!(version = env!("CARGO_PKG_VERSION"), commit = env!("SSE_BRIDGE_COMMIT"), %rdkafka, %features, "sse-bridge starting");
+    let missing = source::kafka::missing_features();
+    if !missing.is_empty() {
+        tracing::warn!(
+            ?missing,
+            "librdkafka lacks features some Kafka clusters need"
+        );
+    }
     let metrics = Metrics::new(prometheus::Registry::new())?;
     let tracker = TaskTracker::new();
     let sources = CancellationToken::new();

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use sse_bridge::config::{LogFormat, Settings};
 
 /// jemalloc, for Rust and (as `malloc` itself) for the C code linked in (librdkafka's
@@ -61,8 +61,27 @@ async fn shutdown_signal() {
     }
 }
 
+/// `--version`: the build, and the librdkafka linked in with its features.
+fn long_version() -> String {
+    let (rdkafka, features) = sse_bridge::source::kafka::librdkafka();
+    format!(
+        "{} (commit {}, {} build, {}, {})\nlibrdkafka {rdkafka} (builtin.features: {features})",
+        env!("CARGO_PKG_VERSION"),
+        env!("SSE_BRIDGE_COMMIT"),
+        env!("SSE_BRIDGE_PROFILE"),
+        env!("SSE_BRIDGE_TARGET"),
+        env!("SSE_BRIDGE_RUSTC"),
+    )
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command()
+        .long_version(Box::leak(long_version().into_boxed_str()) as &str)
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     if let Some(file) = cli.check_config {
         return match Settings::load(&file) {
             Ok(s) => {

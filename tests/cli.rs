@@ -130,3 +130,30 @@ fn environment_overrides_set_routes_by_name_and_refuse_unknown_routes() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("routes[0].source.topics"), "{out}");
 }
+
+#[test]
+fn version_prints_the_build_and_the_librdkafka_features() {
+    let out = Command::new(env!("CARGO_BIN_EXE_sse-bridge"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!(
+            "sse-bridge {} (commit ",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    let features = text
+        .split("builtin.features: ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no builtin.features in {text}"));
+    for f in sse_bridge::source::kafka::REQUIRED_FEATURES {
+        assert!(
+            features.split([',', ')']).any(|x| x.trim() == *f),
+            "{f} missing from {text}"
+        );
+    }
+}

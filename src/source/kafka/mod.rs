@@ -6,6 +6,7 @@
 mod catchup;
 mod config;
 mod consumer;
+mod library;
 mod plan;
 mod position;
 mod record;
@@ -20,6 +21,7 @@ use rdkafka::error::KafkaError;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{KafkaSourceConfig, Properties};
+pub use library::{librdkafka, missing_features, REQUIRED_FEATURES};
 pub use position::{KafkaPosition, UNKNOWN};
 use record::{PayloadMode, RecordEncoder};
 
