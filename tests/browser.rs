@@ -367,6 +367,11 @@ async fn sample_dashboard_shows_orders_and_inventory() {
         "payload = \"envelope\"\nevent_name = { header = \"type\", default = \"order\" }",
     )
     .replace("cors_origins = [\"https://dash.example\"]", "cors_origins = [\"*\"]")
+    // As the demo: the order is embedded in the envelope as JSON.
+    .replace(
+        &format!("topics = [\"{topic}\"] }}"),
+        &format!("topics = [\"{topic}\"], value_format = \"json\" }}"),
+    )
         + &format!(
             "\n[[routes]]\nname = \"inventory\"\nsource = {{ type = \"mongodb\", uri = \"{uri}\", database = \"sse\", collection = \"{coll_name}\", full_document = \"updateLookup\" }}\n"
         );

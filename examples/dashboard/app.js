@@ -25,11 +25,12 @@ function open(route, stateId, handlers) {
 }
 
 // Orders: the `orders` route sends JSON envelopes named by the record's `type` header
-// (created, paid, shipped, delivered); the value holds the order.
+// (created, paid, shipped, delivered); the value holds the order, embedded as JSON
+// (`value_format = "json"`; a text-format route sends it as a string, parsed here too).
 const orderStatus = new Map();
 function onOrder(e) {
   const env = JSON.parse(e.data);
-  const order = JSON.parse(env.value);
+  const order = typeof env.value === "string" ? JSON.parse(env.value) : env.value;
   orderStatus.set(order.order, order.status);
   const counts = { created: 0, paid: 0, shipped: 0, delivered: 0 };
   for (const s of orderStatus.values()) if (s in counts) counts[s]++;

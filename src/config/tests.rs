@@ -301,3 +301,20 @@ fn route_overrides_by_name_reach_the_settings() {
         "reload compares what runs"
     );
 }
+
+#[test]
+fn value_format_applies_to_envelopes_only() {
+    let envelope = GOOD.replace(
+        "\"sasl.password\" = \"hunter2\" } }",
+        "\"sasl.password\" = \"hunter2\" }, value_format = \"json\" }",
+    );
+    assert!(load(&envelope, &[]).is_ok(), "envelope route: accepted");
+    let plain = envelope.replace("payload = \"envelope\"", "payload = \"value\"");
+    let problems = problems_of(&plain, &[]);
+    assert!(
+        problems.iter().any(|p| p.starts_with(
+            "routes[0].source.value_format: applies to `payload = \"envelope\"` only"
+        )),
+        "{problems:?}"
+    );
+}

@@ -30,6 +30,23 @@ pub struct KafkaSourceConfig {
     /// Extra librdkafka properties (SASL, TLS, fetch tuning), passed through as-is.
     #[serde(default)]
     pub properties: Properties,
+    /// How an envelope (`payload = "envelope"`) carries the record value.
+    #[serde(default)]
+    pub value_format: ValueFormat,
+}
+
+/// `value_format`: how an envelope carries the record value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueFormat {
+    /// `"value"` is the value as a string (UTF-8; else `"value_base64"`). The default.
+    #[default]
+    Text,
+    /// `"value"` is the value parsed as JSON; a value that is not JSON is never put
+    /// there: it goes to `"value_text"` (or `"value_base64"`) instead.
+    Json,
+    /// `"value"` is the value parsed as JSON when it is JSON, else the value as a string.
+    Auto,
 }
 
 /// librdkafka properties; `Debug` hides the values of secret-looking keys.

@@ -20,7 +20,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{KafkaSourceConfig, Properties};
+pub use config::{KafkaSourceConfig, Properties, ValueFormat};
 pub use library::{librdkafka, missing_features, REQUIRED_FEATURES};
 pub use position::{KafkaPosition, UNKNOWN};
 use record::{PayloadMode, RecordEncoder};
@@ -63,6 +63,14 @@ impl SourceSpec for KafkaSourceConfig {
                     "must be `value` or `envelope` for a kafka source",
                 );
             }
+        }
+        if self.value_format != ValueFormat::Text
+            && PayloadMode::of(route.payload.as_deref()) != PayloadMode::Envelope
+        {
+            p.push(
+                format!("{at}.source.value_format"),
+                "applies to `payload = \"envelope\"` only (in `value` mode the value is sent as-is)",
+            );
         }
     }
 
@@ -164,7 +172,8 @@ impl KafkaSource {
                 PayloadMode::of(route.payload.as_deref()),
                 route.event_name.clone(),
                 route.selectors.clone(),
-            ),
+            )
+            .with_value_format(cfg.value_format),
             start: route.start,
             warm_events: if route.replay.warm_start {
                 route.replay.max_events

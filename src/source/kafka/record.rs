@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use bytes::Bytes;
 
+use super::config::ValueFormat;
 use crate::bus::{Attrs, Selector};
 use crate::source::EventNameConfig;
 use crate::sse::{self, Frame};
@@ -47,6 +48,7 @@ pub const RESERVED: &[&str] = &["reset", "expired", "binary", "delete"];
 #[derive(Debug, Clone)]
 pub struct RecordEncoder {
     payload: PayloadMode,
+    value_format: ValueFormat,
     event_name: EventNameConfig,
     selectors: std::sync::Arc<[Selector]>,
 }
@@ -77,8 +79,17 @@ impl RecordEncoder {
     ) -> RecordEncoder {
         RecordEncoder {
             payload,
+            value_format: ValueFormat::Text,
             event_name,
             selectors: selectors.into(),
+        }
+    }
+
+    /// The same encoder, carrying envelope values as `format` says.
+    pub fn with_value_format(self, format: ValueFormat) -> RecordEncoder {
+        RecordEncoder {
+            value_format: format,
+            ..self
         }
     }
 
@@ -173,7 +184,25 @@ impl RecordEncoder {
             })
             .unwrap_or_default();
         obj.insert("headers".into(), Value::Array(headers));
-        put_bytes(&mut obj, "value", msg.payload());
+        let payload = msg.payload();
+        let parsed = || payload.and_then(|b| serde_json::from_slice::<Value>(b).ok());
+        match self.value_format {
+            ValueFormat::Text => put_bytes(&mut obj, "value", payload),
+            // A tombstone's value is null in every format.
+            _ if payload.is_none() => put_bytes(&mut obj, "value", None),
+            ValueFormat::Json => match parsed() {
+                Some(v) => {
+                    obj.insert("value".into(), v);
+                }
+                None => put_bytes(&mut obj, "value_text", payload),
+            },
+            ValueFormat::Auto => match parsed() {
+                Some(v) => {
+                    obj.insert("value".into(), v);
+                }
+                None => put_bytes(&mut obj, "value", payload),
+            },
+        }
         Value::Object(obj)
     }
 }
@@ -278,6 +307,48 @@ mod tests {
         assert_eq!(PayloadMode::of(Some("value")), PayloadMode::Value);
         assert_eq!(PayloadMode::of(Some("envelope")), PayloadMode::Envelope);
         assert_eq!(PayloadMode::NAMES, ["value", "envelope"]);
+    }
+
+    #[test]
+    fn envelope_value_formats() {
+        let data = |format: ValueFormat, value: Option<&[u8]>| -> Value {
+            let enc = RecordEncoder::new(
+                PayloadMode::Envelope,
+                EventNameConfig::default(),
+                Vec::new(),
+            )
+            .with_value_format(format);
+            let f = enc.encode(&msg(None, value, None), "1");
+            let text = body(&f);
+            let line = text.lines().find(|l| l.starts_with("data: ")).unwrap();
+            serde_json::from_str(&line["data: ".len()..]).unwrap()
+        };
+        let obj = br#"{"a":[1,2]}"#;
+        // text: the value as a string, as before.
+        assert_eq!(
+            data(ValueFormat::Text, Some(obj))["value"],
+            r#"{"a":[1,2]}"#
+        );
+        // json: embedded; not JSON → value_text (or value_base64), never value.
+        assert_eq!(
+            data(ValueFormat::Json, Some(obj))["value"],
+            json!({"a": [1, 2]})
+        );
+        let not_json = data(ValueFormat::Json, Some(b"hello"));
+        assert_eq!(not_json.get("value"), None);
+        assert_eq!(not_json["value_text"], "hello");
+        let binary = data(ValueFormat::Json, Some(&[0xff]));
+        assert_eq!(
+            (binary.get("value"), &binary["value_text_base64"]),
+            (None, &json!("/w=="))
+        );
+        // auto: embedded when JSON, else a string.
+        assert_eq!(data(ValueFormat::Auto, Some(b"42"))["value"], 42);
+        assert_eq!(data(ValueFormat::Auto, Some(b"hello"))["value"], "hello");
+        // Tombstones: null in every format.
+        for f in [ValueFormat::Text, ValueFormat::Json, ValueFormat::Auto] {
+            assert_eq!(data(f, None)["value"], Value::Null);
+        }
     }
 
     #[test]
