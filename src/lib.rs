@@ -17,8 +17,8 @@
 //!   each adapter parses and checks its own `source` section.
 //! - floor 4: `http` — the one stream path (`native` reads, `open` checks and plans,
 //!   `stream` and `fanout` write), the warp surface (console, preflights, errors, admin).
-//! - floor 5: this crate root (start, drain, run) and `route_set` (starting routes,
-//!   reloading).
+//! - floor 5: this crate root (start, drain, run), `route_set` (starting routes,
+//!   reloading) and `watch` (reloading when the configuration or its key files change).
 //!
 //! A record read by an adapter becomes a frame whose id is the route position after it,
 //! is pushed to the bus; a fan-out writer writes it as-is to every client at the head, and
@@ -39,6 +39,7 @@ mod problems;
 mod route_set;
 pub mod source;
 pub mod sse;
+mod watch;
 
 pub use route_set::{ReloadError, Reloaded};
 
@@ -294,7 +295,8 @@ impl Running {
 }
 
 /// Run until `shutdown` completes, applying the configuration in `file` again each time
-/// `reload` yields; then shut down gracefully (drain).
+/// `reload` yields (SIGHUP) or, with `server.watch_config`, the file or a key file it
+/// names changes on disk; then shut down gracefully (drain).
 pub async fn run(
     settings: Settings,
     file: std::path::PathBuf,
@@ -302,12 +304,18 @@ pub async fn run(
     mut reload: impl futures::Stream<Item = ()> + Unpin,
 ) -> Result<(), StartError> {
     use futures::StreamExt;
+    let watched = if settings.server.watch_config {
+        watch::changes(file.clone())
+    } else {
+        futures::stream::pending().boxed()
+    };
+    let mut changes = futures::stream::select(&mut reload, watched);
     let running = start(settings).await?;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(()) = reload.next() => match running.reload(&file) {
+            Some(()) = changes.next() => match running.reload(&file) {
                 Ok(_) => {}
                 Err(e) => tracing::error!(file = %file.display(), "configuration reload rejected, the running one is kept: {e}"),
             },

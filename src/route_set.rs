@@ -34,21 +34,26 @@ pub struct Scope<'a> {
     pub catchup: &'a Arc<CatchupLimits>,
 }
 
+/// The token verifier of route `rc` (its key files read now), if it authenticates.
+fn authenticator(rc: &RouteConfig) -> Result<Option<Arc<auth::Authenticator>>, StartError> {
+    match &rc.auth {
+        AuthConfig::None => Ok(None),
+        AuthConfig::Jwt(j) => auth::Authenticator::new(j)
+            .map(|a| Some(Arc::new(a)))
+            .map_err(|(field, msg)| StartError::Auth {
+                field: format!("routes.{}.auth.{field}", rc.name),
+                message: msg,
+            }),
+    }
+}
+
 /// Start route `rc` (whose loaded settings are `raw`).
 pub fn start_route(
     rc: &RouteConfig,
     raw: serde_json::Value,
     scope: &Scope<'_>,
 ) -> Result<Arc<RouteEntry>, StartError> {
-    let auth = match &rc.auth {
-        AuthConfig::None => None,
-        AuthConfig::Jwt(j) => Some(Arc::new(auth::Authenticator::new(j).map_err(
-            |(field, msg)| StartError::Auth {
-                field: format!("routes.{}.auth.{field}", rc.name),
-                message: msg,
-            },
-        )?)),
-    };
+    let auth = authenticator(rc)?;
     let stop = scope.sources.child_token();
     let rm = scope.metrics.route(&rc.name);
     let limit = rc.memory_budget(&scope.server.catchup);
@@ -102,7 +107,7 @@ pub fn start_route(
         hub,
         max_lag: rc.max_client_lag(),
         fanout,
-        auth,
+        auth: parking_lot::RwLock::new(auth),
         access: rc.access(),
         selectors: rc.selectors(),
         open: Arc::default(),
@@ -163,6 +168,14 @@ pub fn reload(app: &App, file: &Path, scope: &Scope<'_>) -> Result<Reloaded, Rel
         let raw = new.raw_routes.get(i).cloned().unwrap_or_default();
         match old_by_name.get(rc.name.as_str()) {
             Some(r) if r.raw == raw => {
+                // Key files are read again (a rotated JWKS or secret applies); a file
+                // that cannot be read keeps the keys in use.
+                match authenticator(rc) {
+                    Ok(a) => *r.auth.write() = a,
+                    Err(e) => {
+                        warn!(route = %rc.name, "key files not reloaded, the keys in use are kept: {e}")
+                    }
+                }
                 out.unchanged.push(rc.name.clone());
                 routes.push((*r).clone());
             }

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::*;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
+use sse_bridge::config::Settings;
 
 const T: Duration = Duration::from_secs(30);
 const SECRET: &str = "test-secret-test-secret-test-secret-0123";
@@ -620,5 +621,44 @@ async fn a_route_has_its_own_origins_and_credentials() {
         .to_str()
         .unwrap()
         .contains("Authorization"));
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_jwks_file_applies_on_reload_without_a_config_change() {
+    let topic = unique("auth-rotate");
+    create_topic(&topic, 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    let fixture = std::fs::read_to_string(format!("{FIX}/rsa_jwks.json")).unwrap();
+    // Before the rotation the key is published under another kid.
+    std::fs::write(&jwks, fixture.replace("test-rsa-1", "retired-kid")).unwrap();
+    let toml = config(
+        "rsa",
+        &topic,
+        &format!(
+            "auth = {{ type = \"jwt\", algorithm = \"RS256\", jwks_file = \"{}\" }}",
+            jwks.display()
+        ),
+    );
+    let file = dir.path().join("bridge.toml");
+    std::fs::write(&file, &toml).unwrap();
+    let b = sse_bridge::start(Settings::load(&file).unwrap())
+        .await
+        .unwrap();
+    wait_ready(&format!("http://{}/readyz", b.admin_addr)).await;
+    let url = format!("http://{}/streams/rsa", b.http_addr);
+    let token = bearer(&rs(&claims(json!("alice")), Some("test-rsa-1")));
+    assert_eq!(refusal(&url, &token).await, (401, "unauthorized".into()));
+    std::fs::write(&jwks, &fixture).unwrap();
+    let r = b.reload(&file).unwrap();
+    assert_eq!(r.unchanged, ["rsa"], "the route itself did not change");
+    assert_eq!(status(&url, &token).await.0, 200, "the new key is in use");
+    // A broken key file: the reload is refused (naming the file) and the keys in use
+    // are kept.
+    std::fs::write(&jwks, "not json").unwrap();
+    let e = b.reload(&file).unwrap_err().to_string();
+    assert!(e.contains("routes[0].auth.jwks_file"), "{e}");
+    assert_eq!(status(&url, &token).await.0, 200, "last good keys kept");
     b.shutdown().await;
 }

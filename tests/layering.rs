@@ -14,7 +14,7 @@
 //! | 2 | `source` (facade and adapters), `auth` |
 //! | 3 | `config` |
 //! | 4 | `http` |
-//! | 5 | the crate root (`lib.rs`: startup), `route_set` |
+//! | 5 | the crate root (`lib.rs`: startup), `route_set`, `watch` |
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -32,6 +32,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("config", 3),
     ("http", 4),
     ("route_set", 5),
+    ("watch", 5),
     ("", 5),
 ];
 

@@ -1,6 +1,7 @@
 //! Configuration reload against the real broker: added, removed and changed routes start
 //! and stop while clients of unchanged routes keep their streams; an invalid file changes
-//! nothing; the binary reloads on SIGHUP.
+//! nothing; the binary reloads on SIGHUP, and by itself when a mounted configuration is
+//! swapped as kubelet does.
 
 mod common;
 
@@ -99,7 +100,9 @@ async fn the_binary_reloads_on_sighup() {
     let topic = unique("sighup");
     create_topic(&topic, 1).await;
     let (port, admin) = (fixed_port(), fixed_port());
-    let head = on_ports(&config("a", &topic, ""), port, admin);
+    // Not watching the file: the reload comes from the signal.
+    let head = on_ports(&config("a", &topic, ""), port, admin)
+        .replace("[server]\n", "[server]\nwatch_config = false\n");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bridge.toml");
     std::fs::write(&file, &head).unwrap();
@@ -132,5 +135,69 @@ async fn the_binary_reloads_on_sighup() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    child.stop();
+}
+
+/// Publish `text` as the mounted file `config.toml` in `dir` the way kubelet updates a
+/// ConfigMap volume: a new timestamped directory, then the `..data` symlink swapped to it
+/// atomically (`config.toml` itself is a symlink into `..data`).
+fn kubelet_publish(dir: &std::path::Path, version: u32, text: &str) {
+    use std::os::unix::fs::symlink;
+    let data = format!("..2026_12_02_{version:02}");
+    std::fs::create_dir(dir.join(&data)).unwrap();
+    std::fs::write(dir.join(&data).join("config.toml"), text).unwrap();
+    let tmp = dir.join("..data_tmp");
+    symlink(&data, &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    if !dir.join("config.toml").exists() {
+        symlink("..data/config.toml", dir.join("config.toml")).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_reloads_when_its_mounted_config_is_swapped() {
+    let topic = unique("watched");
+    create_topic(&topic, 1).await;
+    let (port, admin) = (fixed_port(), fixed_port());
+    let head = on_ports(&config("keep", &topic, ""), port, admin);
+    let dir = tempfile::tempdir().unwrap();
+    kubelet_publish(dir.path(), 1, &(head.clone() + &route("gone", &topic, "")));
+    let mut child = spawn_bridge(&dir.path().join("config.toml"));
+    wait_port(port).await;
+    wait_ready(&format!("http://127.0.0.1:{admin}/readyz")).await;
+    let url = |r: &str| format!("http://127.0.0.1:{port}/streams/{r}");
+    let mut keep = SseClient::connect(&url("keep"), None).await;
+    assert_eq!(keep.status, 200);
+    let p = producer();
+    produce_n(&p, &topic, 1, "before", 1).await;
+    assert_eq!(keep.take(1, T).await[0].data, "before-0");
+    // The ConfigMap changes: `gone` removed, `added` added, `keep` as it was.
+    kubelet_publish(dir.path(), 2, &(head + &route("added", &topic, "")));
+    let deadline = tokio::time::Instant::now() + T;
+    loop {
+        let added = reqwest::get(url("added"))
+            .await
+            .map(|r| r.status().as_u16());
+        let gone = reqwest::get(url("gone")).await.map(|r| r.status().as_u16());
+        if let (Ok(200), Ok(404)) = (&added, &gone) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reload after the swap: added {added:?}, gone {gone:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The client of the unchanged route kept its stream: the next event, once.
+    produce_n(&p, &topic, 1, "after", 1).await;
+    assert_eq!(keep.take(1, T).await[0].data, "after-0");
+    keep.expect_quiet(Duration::from_millis(500)).await;
+    let disconnects = metrics_text(format!("127.0.0.1:{admin}").parse().unwrap()).await;
+    assert!(
+        !disconnects
+            .lines()
+            .any(|l| l.starts_with("sse_bridge_disconnects_total{") && l.contains("route=\"keep\"")),
+        "a stream of the unchanged route ended"
+    );
     child.stop();
 }

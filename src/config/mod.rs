@@ -118,6 +118,9 @@ pub struct ServerConfig {
     /// while at least one route's source is ready; clients of the others get 503 and
     /// retry) or `all`.
     pub readiness: Readiness,
+    /// Watch the configuration file and the key files it names, and reload when they
+    /// change (as on SIGHUP).
+    pub watch_config: bool,
 }
 
 /// `server.readiness`: what `/readyz` requires of the routes' sources.
@@ -156,6 +159,7 @@ impl Default for ServerConfig {
             catchup: CatchupConfig::default(),
             memory_budget: None,
             readiness: Readiness::default(),
+            watch_config: true,
         }
     }
 }
@@ -289,6 +293,20 @@ impl RouteConfig {
 }
 
 impl Settings {
+    /// The key files the routes' authentication reads (JWT secrets, public keys, JWKS).
+    pub fn key_files(&self) -> Vec<std::path::PathBuf> {
+        self.routes
+            .iter()
+            .filter_map(|r| match &r.auth {
+                AuthConfig::Jwt(j) => Some(j),
+                AuthConfig::None => None,
+            })
+            .flat_map(|j| [&j.secret_file, &j.public_key_file, &j.jwks_file])
+            .flatten()
+            .map(std::path::PathBuf::from)
+            .collect()
+    }
+
     /// The process-wide memory budget in force.
     pub fn memory_budget(&self) -> usize {
         self.server.memory_budget.unwrap_or_else(|| {

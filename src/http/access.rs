@@ -58,7 +58,8 @@ pub fn admit(
         draining: Some((app.draining.clone(), app.server.drain_window)),
         ..StreamExtras::default()
     };
-    let claims = match &route.auth {
+    let auth = route.auth.read().clone();
+    let claims = match &auth {
         Some(a) => Some(a.authorize(headers, query).map_err(refusal)?),
         None => None,
     };
@@ -98,7 +99,7 @@ pub fn admit(
     extras.filter = Some(filter);
 
     let now = Instant::now();
-    if let (Some(a), Some(exp)) = (&route.auth, claims.as_ref().and_then(|c| c.exp())) {
+    if let (Some(a), Some(exp)) = (&auth, claims.as_ref().and_then(|c| c.exp())) {
         let now_s = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()

@@ -82,7 +82,7 @@ fn routes(app: &App) -> Value {
                 "connections": r.open.load(std::sync::atomic::Ordering::Relaxed),
                 "records": hub.metrics().source_records.get(),
                 "ready": hub.state().ready(),
-                "auth": r.auth.is_some(),
+                "auth": r.auth.read().is_some(),
                 "client_filters": r.access.client_filters.iter().map(|s| s.name()).collect::<Vec<_>>(),
             })
         })

@@ -49,8 +49,9 @@ pub struct RouteEntry {
     pub max_lag: usize,
     /// Fan-out writers of the route's live clients.
     pub fanout: fanout::FanOut,
-    /// Token verifier, when the route authenticates.
-    pub auth: Option<Arc<crate::auth::Authenticator>>,
+    /// Token verifier, when the route authenticates; replaced on reload (key files are
+    /// read again) without touching the route's streams.
+    pub auth: parking_lot::RwLock<Option<Arc<crate::auth::Authenticator>>>,
     /// Access settings (filters, limits, CORS).
     pub access: crate::config::RouteAccess,
     /// The selectors the route's events carry values for.
