@@ -180,13 +180,25 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         app.clone(),
         capacity,
     ));
-    tracker.spawn(http::serve_admin(http::Listener {
+    let admin_listener = http::Listener {
         listener: admin,
         filter: http::admin::filter(app.clone()),
         stop: admin_stop.clone(),
         grace: Duration::from_secs(1),
         name: "admin",
-    }));
+    };
+    if settings.server.console == config::ConsoleAt::Admin {
+        // The console's page opens streams on its own origin: the admin listener serves
+        // them too (a few operators, not the public).
+        let capacity = http::Capacity {
+            max: ADMIN_STREAMS,
+            open: Default::default(),
+            refused: app.metrics.rejected.with_label_values(&["503"]),
+        };
+        tracker.spawn(http::serve_streams(admin_listener, app.clone(), capacity));
+    } else {
+        tracker.spawn(http::serve_admin(admin_listener));
+    }
     info!(%http_addr, %admin_addr, routes = app.table().routes.len(), "sse-bridge listening");
     Ok(Running {
         http_addr,
@@ -200,6 +212,9 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         catchup,
     })
 }
+
+/// Most connections of the admin listener when it serves the console (and its streams).
+const ADMIN_STREAMS: usize = 256;
 
 /// Descriptors kept out of the connection budget (sources, admin, logs, catch-up reads).
 const FD_RESERVE: u64 = 512;

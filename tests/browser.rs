@@ -93,7 +93,8 @@ async fn console_lists_routes_and_shows_events_exactly() {
     )))
     .await;
     let (_driver, c) = browser().await;
-    c.goto(&format!("http://{}/", b.http_addr)).await.unwrap();
+    // The console is on the admin listener by default, and so are the streams it opens.
+    c.goto(&format!("http://{}/", b.admin_addr)).await.unwrap();
     let names = until(
         &c,
         "route list",
@@ -192,7 +193,7 @@ async fn console_uses_the_token_field_for_routes_with_auth() {
     ))
     .await;
     let (_driver, c) = browser().await;
-    c.goto(&format!("http://{}/#route=secure", b.http_addr))
+    c.goto(&format!("http://{}/#route=secure", b.admin_addr))
         .await
         .unwrap();
     let state = "return document.getElementById('state').textContent";

@@ -103,7 +103,10 @@ async fn events_chunked(c: &mut Raw, n: usize) -> Vec<Event> {
 async fn every_stream_request_takes_the_one_stream_path() {
     let topic = unique("streampath");
     create_topic(&topic, 1).await;
-    let b = bridge(&config("r", &topic, "")).await;
+    // The console on the stream listener: a page of the warp surface there.
+    let b =
+        bridge(&config("r", &topic, "").replace("[server]\n", "[server]\nconsole = \"public\"\n"))
+            .await;
     let addr = b.http_addr;
     let get =
         |extra: &str, version: &str| format!("GET /streams/r {version}\r\nHost: x\r\n{extra}\r\n");
@@ -235,4 +238,39 @@ async fn a_stream_path_outside_the_stream_path_is_refused_in_json() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_is_on_the_admin_listener_by_default_and_never_public() {
+    let topic = unique("console-admin");
+    create_topic(&topic, 1).await;
+    let b = bridge(&config("r", &topic, "")).await;
+    let public = format!("http://{}", b.http_addr);
+    let admin = format!("http://{}", b.admin_addr);
+    for path in ["/", "/console/app.js", "/console/api/routes"] {
+        let r = reqwest::get(format!("{public}{path}")).await.unwrap();
+        assert_eq!(r.status(), 404, "{path} on the public listener");
+        let r = reqwest::get(format!("{admin}{path}")).await.unwrap();
+        assert_eq!(r.status(), 200, "{path} on the admin listener");
+    }
+    // The streams the console opens are served on its origin too, and metrics still are.
+    let mut c = SseClient::connect(&format!("{admin}/streams/r"), None).await;
+    assert_eq!(c.status, 200);
+    produce_text(&producer(), &topic, "hello").await;
+    assert_eq!(c.next(Duration::from_secs(30)).await.unwrap().data, "hello");
+    let m = metrics_text(b.admin_addr).await;
+    assert!(
+        m.contains("sse_bridge_connections_active{route=\"r\"} 1"),
+        "{m}"
+    );
+    // Off: nowhere.
+    let off =
+        bridge(&config("r", &topic, "").replace("[server]\n", "[server]\nconsole = \"off\"\n"))
+            .await;
+    for base in [off.http_addr, off.admin_addr] {
+        let r = reqwest::get(format!("http://{base}/console/api/routes"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
 }

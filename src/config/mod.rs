@@ -96,8 +96,10 @@ pub struct ServerConfig {
     /// at moments spread over this window, so their reconnects do not land at once.
     #[serde(with = "humantime_serde")]
     pub drain_window: Duration,
-    /// Serve the console page at `/` (and its assets under `/console/`).
-    pub console: bool,
+    /// Where the console page (`/`, assets under `/console/`) is served: `admin` (the
+    /// default: on the admin listener, which then also serves the streams the page
+    /// opens), `public` (on the stream listener) or `off`.
+    pub console: ConsoleAt,
     /// A client whose socket takes no bytes for this long, at the head or catching up,
     /// is disconnected (`disconnects_total{reason="write_timeout"}`) and everything it
     /// held is freed.
@@ -121,6 +123,42 @@ pub struct ServerConfig {
     /// Watch the configuration file and the key files it names, and reload when they
     /// change (as on SIGHUP).
     pub watch_config: bool,
+}
+
+/// `server.console`: where the console is served. `true` and `false` (the old form)
+/// mean `public` and `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConsoleAt {
+    /// On the admin listener (never reachable where streams are public).
+    #[default]
+    Admin,
+    /// On the stream listener.
+    Public,
+    /// Not served.
+    Off,
+}
+
+impl<'de> Deserialize<'de> for ConsoleAt {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Flag(bool),
+            Word(String),
+        }
+        match Form::deserialize(d)? {
+            Form::Flag(true) => Ok(ConsoleAt::Public),
+            Form::Flag(false) => Ok(ConsoleAt::Off),
+            Form::Word(w) => match w.as_str() {
+                "admin" => Ok(ConsoleAt::Admin),
+                "public" => Ok(ConsoleAt::Public),
+                "off" => Ok(ConsoleAt::Off),
+                other => Err(serde::de::Error::custom(format!(
+                    "`{other}`: expected \"admin\", \"public\" or \"off\""
+                ))),
+            },
+        }
+    }
 }
 
 /// `server.readiness`: what `/readyz` requires of the routes' sources.
@@ -153,7 +191,7 @@ impl Default for ServerConfig {
             max_connection_age: None,
             multiplex_path: "/streams".into(),
             drain_window: Duration::from_secs(5),
-            console: true,
+            console: ConsoleAt::Admin,
             write_timeout: Duration::from_secs(30),
             head_timeout: Duration::from_secs(5),
             catchup: CatchupConfig::default(),

@@ -1,6 +1,7 @@
 //! The admin face: `/metrics` (Prometheus text), `/healthz` (alive), `/readyz` (routes'
 //! sources connected and live, as `server.readiness` asks, and not draining) and
-//! `/readyz/<route>` (that route's), JSON bodies.
+//! `/readyz/<route>` (that route's), JSON bodies; and the console when `server.console`
+//! is `admin` (the listener then also serves the streams the console opens).
 
 use std::sync::Arc;
 
@@ -40,6 +41,7 @@ pub fn filter(
         let app = app.clone();
         warp::path!("readyz").map(move || readyz(&app, None))
     };
+    let console = super::console::filter(app.clone(), crate::config::ConsoleAt::Admin);
     let route_ready = warp::path!("readyz" / String).map(move |r: String| readyz(&app, Some(&r)));
     let pages = metrics
         .or(healthz)
@@ -62,6 +64,8 @@ pub fn filter(
         .unify()
         .and(pages)
         .or(known.map(|| method_not_allowed("GET, HEAD")))
+        .unify()
+        .or(console)
         .unify()
         .or(warp::path::full().map(|p: warp::path::FullPath| not_found(p.as_str())))
         .unify()

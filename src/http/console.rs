@@ -1,6 +1,7 @@
 //! The console: a small page at `/` (with `/console/*` assets, shipped inside the binary)
 //! listing the routes and showing one route's events live, and the JSON it reads
-//! (`/console/api/routes`). Off with `server.console = false`.
+//! (`/console/api/routes`). Served where `server.console` says: on the admin listener
+//! (the default), on the stream listener, or not at all.
 
 use std::sync::Arc;
 
@@ -10,18 +11,23 @@ use warp::reply::{Reply, Response};
 use warp::{Filter, Rejection};
 
 use super::App;
+use crate::config::ConsoleAt;
 
 const INDEX: &str = include_str!("console/index.html");
 const APP_JS: &str = include_str!("console/app.js");
 const STYLE: &str = include_str!("console/style.css");
 
-/// The console's pages and JSON, for GET and HEAD, while `server.console` is on.
-pub fn filter(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+/// The console's pages and JSON, for GET and HEAD, on the listener `server.console`
+/// names (`here`).
+pub fn filter(
+    app: Arc<App>,
+    here: ConsoleAt,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
     let on = {
         let app = app.clone();
         warp::any()
             .and_then(move || {
-                let on = app.server.console;
+                let on = app.server.console == here;
                 async move {
                     if on {
                         Ok(())
