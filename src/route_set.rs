@@ -55,6 +55,10 @@ pub fn start_route(
 ) -> Result<Arc<RouteEntry>, StartError> {
     let auth = authenticator(rc)?;
     let stop = scope.sources.child_token();
+    if let Some(a) = &auth {
+        // Keys from a URL: fetched now and kept fresh until the route stops.
+        a.start_refresh(stop.child_token());
+    }
     let rm = scope.metrics.route(&rc.name);
     let limit = rc.memory_budget(&scope.server.catchup);
     rm.budget_limit.set(limit as i64);
@@ -169,11 +173,15 @@ pub fn reload(app: &App, file: &Path, scope: &Scope<'_>) -> Result<Reloaded, Rel
         match old_by_name.get(rc.name.as_str()) {
             Some(r) if r.raw == raw => {
                 // Key files are read again (a rotated JWKS or secret applies); a file
-                // that cannot be read keeps the keys in use.
-                match authenticator(rc) {
-                    Ok(a) => *r.auth.write() = a,
-                    Err(e) => {
-                        warn!(route = %rc.name, "key files not reloaded, the keys in use are kept: {e}")
+                // that cannot be read keeps the keys in use. Keys from a URL refresh
+                // themselves and are kept.
+                let remote = r.auth.read().as_ref().is_some_and(|a| a.is_remote());
+                if !remote {
+                    match authenticator(rc) {
+                        Ok(a) => *r.auth.write() = a,
+                        Err(e) => {
+                            warn!(route = %rc.name, "key files not reloaded, the keys in use are kept: {e}")
+                        }
                     }
                 }
                 out.unchanged.push(rc.name.clone());

@@ -39,6 +39,17 @@ pub struct JwtConfig {
     /// RS256/ES256: JWKS file; the token's `kid` picks the key.
     #[serde(default)]
     pub jwks_file: Option<String>,
+    /// RS256/ES256: JWKS URL (HTTPS), fetched at start, every `jwks_refresh`, and when a
+    /// token names an unknown `kid` (at most once per 10 s); the last good keys are kept
+    /// when a fetch fails.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// How often `jwks_url` is fetched again.
+    #[serde(default = "default_jwks_refresh", with = "humantime_serde")]
+    pub jwks_refresh: Duration,
+    /// PEM certificates (besides the system's) trusted for `jwks_url`, e.g. a private CA.
+    #[serde(default)]
+    pub jwks_ca_file: Option<String>,
     /// Required `iss`.
     #[serde(default)]
     pub issuer: Option<String>,
@@ -70,6 +81,9 @@ impl std::fmt::Debug for JwtConfig {
             .field("secret_file", &self.secret_file)
             .field("public_key_file", &self.public_key_file)
             .field("jwks_file", &self.jwks_file)
+            .field("jwks_url", &self.jwks_url)
+            .field("jwks_refresh", &self.jwks_refresh)
+            .field("jwks_ca_file", &self.jwks_ca_file)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("leeway", &self.leeway)
@@ -78,6 +92,10 @@ impl std::fmt::Debug for JwtConfig {
             .field("require", &self.require)
             .finish()
     }
+}
+
+fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(300)
 }
 
 fn default_leeway() -> Duration {

@@ -4,14 +4,17 @@
 //! "unauthorized" or "forbidden" — never which check failed, and never the token.
 
 mod config;
+mod jwks;
 pub mod token;
 
 pub use config::{JwtAlgorithm, JwtConfig};
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::{jwk::JwkSet, Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +69,9 @@ impl Claims {
 enum Keys {
     One(DecodingKey),
     /// JWKS keys by `kid`.
-    Set(Vec<(Option<String>, DecodingKey)>),
+    Set(jwks::KeySet),
+    /// A JWKS kept fresh from its URL.
+    Remote(Arc<jwks::RemoteJwks>, Duration),
 }
 
 /// A route's token verifier.
@@ -135,8 +140,8 @@ impl Authenticator {
                         "RS256/ES256 take a public key or a JWKS, not a secret".into(),
                     ));
                 }
-                match (&cfg.public_key_file, &cfg.jwks_file) {
-                    (Some(f), None) => {
+                match (&cfg.public_key_file, &cfg.jwks_file, &cfg.jwks_url) {
+                    (Some(f), None, None) => {
                         let pem = read(f).map_err(|e| ("public_key_file", e))?;
                         let k = if alg == Algorithm::RS256 {
                             DecodingKey::from_rsa_pem(&pem)
@@ -145,25 +150,25 @@ impl Authenticator {
                         };
                         Keys::One(k.map_err(|e| ("public_key_file", format!("{f}: {e}")))?)
                     }
-                    (None, Some(f)) => {
-                        let set: JwkSet =
-                            serde_json::from_slice(&read(f).map_err(|e| ("jwks_file", e))?)
-                                .map_err(|e| ("jwks_file", format!("{f}: not a JWKS: {e}")))?;
-                        let mut keys = Vec::new();
-                        for k in &set.keys {
-                            let dk = DecodingKey::from_jwk(k)
-                                .map_err(|e| ("jwks_file", format!("{f}: {e}")))?;
-                            keys.push((k.common.key_id.clone(), dk));
+                    (None, Some(f), None) => {
+                        let body = read(f).map_err(|e| ("jwks_file", e))?;
+                        Keys::Set(
+                            jwks::parse(&body).map_err(|e| ("jwks_file", format!("{f}: {e}")))?,
+                        )
+                    }
+                    (None, None, Some(url)) => {
+                        if cfg.jwks_refresh < Duration::from_secs(10) {
+                            return Err(("jwks_refresh", "must be at least 10s".into()));
                         }
-                        if keys.is_empty() {
-                            return Err(("jwks_file", format!("{f}: holds no key")));
-                        }
-                        Keys::Set(keys)
+                        let remote = jwks::RemoteJwks::new(url, cfg.jwks_ca_file.as_deref())
+                            .map_err(|e| ("jwks_url", e))?;
+                        Keys::Remote(Arc::new(remote), cfg.jwks_refresh)
                     }
                     _ => {
                         return Err((
                             "public_key_file",
-                            "RS256/ES256 need exactly one of public_key_file, jwks_file".into(),
+                            "RS256/ES256 need exactly one of public_key_file, jwks_file, jwks_url"
+                                .into(),
                         ))
                     }
                 }
@@ -203,20 +208,13 @@ impl Authenticator {
 
     /// Verify `token`.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let remote;
         let key = match &self.keys {
             Keys::One(k) => k,
-            Keys::Set(keys) => {
-                let kid = jsonwebtoken::decode_header(token)
-                    .map_err(|_| AuthError::Unauthorized)?
-                    .kid;
-                let found = match kid {
-                    Some(kid) => keys
-                        .iter()
-                        .find(|(k, _)| k.as_deref() == Some(kid.as_str())),
-                    None if keys.len() == 1 => keys.first(),
-                    None => None,
-                };
-                &found.ok_or(AuthError::Unauthorized)?.1
+            Keys::Set(keys) => pick(keys, token)?,
+            Keys::Remote(r, _) => {
+                remote = r.keys();
+                pick(&remote, token)?
             }
         };
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation)
@@ -227,6 +225,35 @@ impl Authenticator {
         } else {
             Err(AuthError::Forbidden)
         }
+    }
+
+    /// Keys fetched from a URL: start fetching them (now, then every `jwks_refresh`)
+    /// until `stop`. Nothing for keys from files.
+    pub fn start_refresh(&self, stop: CancellationToken) {
+        if let Keys::Remote(r, every) = &self.keys {
+            r.clone().spawn_refresh(*every, stop);
+        }
+    }
+
+    /// Before [`Authenticator::authorize`]: when the request's token names a key id a
+    /// fetched JWKS lacks, fetch it again (rate-limited) so a key the identity provider
+    /// just rotated in is accepted at once.
+    pub async fn prepare(&self, headers: &http::HeaderMap, query: &str) {
+        let Keys::Remote(r, _) = &self.keys else {
+            return;
+        };
+        let Some(t) = token::extract(headers, query, self.query_token, self.cookie.as_deref())
+        else {
+            return;
+        };
+        if let Ok(h) = jsonwebtoken::decode_header(&t) {
+            r.refetch_for(h.kid.as_deref()).await;
+        }
+    }
+
+    /// True when the keys come from a URL (they refresh themselves; a reload keeps them).
+    pub fn is_remote(&self) -> bool {
+        matches!(self.keys, Keys::Remote(..))
     }
 
     /// Find the request's token and verify it.
@@ -240,6 +267,21 @@ impl Authenticator {
     pub fn leeway(&self) -> Duration {
         self.leeway
     }
+}
+
+/// The key of `keys` the token's `kid` names (the only key, when it names none).
+fn pick<'a>(keys: &'a jwks::KeySet, token: &str) -> Result<&'a DecodingKey, AuthError> {
+    let kid = jsonwebtoken::decode_header(token)
+        .map_err(|_| AuthError::Unauthorized)?
+        .kid;
+    let found = match kid {
+        Some(kid) => keys
+            .iter()
+            .find(|(k, _)| k.as_deref() == Some(kid.as_str())),
+        None if keys.len() == 1 => keys.first(),
+        None => None,
+    };
+    Ok(&found.ok_or(AuthError::Unauthorized)?.1)
 }
 
 #[cfg(test)]

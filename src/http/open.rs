@@ -42,6 +42,11 @@ pub(crate) async fn open_stream(
             )));
         }
     }
+    // A token naming a key a fetched JWKS lacks: fetch it again first (rate-limited).
+    let auth = route.auth.read().clone();
+    if let Some(a) = auth {
+        a.prepare(headers, query).await;
+    }
     let extras = super::access::admit(app, route, headers, query, peer)?;
     let start = match start_of(headers, query).and_then(|asked| read(asked, &*route.source)) {
         Ok(s) => s,
