@@ -14,7 +14,10 @@
 //! `Retry-After`). A reader goes at the pace of its slowest client that still reads; a
 //! client that reads nothing for `server.catchup.stall` stops holding it back and, if
 //! the ring drops what it needs, re-plans from its own position (its stream continues
-//! where it was). A reader no client reads any more stops at once.
+//! where it was). A client that joins behind the clients the reader paces itself by
+//! holds it back only once it has caught up with where they were, so joiners that never
+//! read cannot keep a reader waiting one after another. A reader no client reads any
+//! more stops at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -258,6 +261,7 @@ impl CatchupPool {
             }),
             progressed: Notify::new(),
             gone: Notify::new(),
+            stall: cfg.stall,
         });
         let first = shared
             .subscribe(0, &self.0.metrics)
@@ -318,6 +322,8 @@ struct Shared {
     progressed: Notify,
     /// The last client left.
     gone: Notify,
+    /// `server.catchup.stall`.
+    stall: Duration,
 }
 
 /// Where one client of a reader is.
@@ -329,6 +335,10 @@ struct Reading {
     took: Instant,
     /// Waiting for the reader (it has taken everything there is).
     waiting: bool,
+    /// A client that joined behind the clients the reader paces itself by holds it
+    /// back only once it has reached where they were (so a stream of joiners that
+    /// never read cannot keep a reader waiting, each for `stall`).
+    catch_to: Option<u64>,
 }
 
 #[derive(Default)]
@@ -351,6 +361,7 @@ impl Shared {
             if st.closed || st.end.as_ref().is_some_and(Result::is_err) {
                 return None;
             }
+            let floor = Self::pace_floor(&st, self.stall);
             let id = st.next_client;
             st.next_client += 1;
             st.clients.insert(
@@ -359,6 +370,7 @@ impl Shared {
                     next_seq: seq,
                     took: Instant::now(),
                     waiting: false,
+                    catch_to: floor.filter(|f| *f > seq),
                 },
             );
             id
@@ -382,14 +394,18 @@ impl Shared {
     }
 
     /// The oldest sequence a client that still reads needs, if any: one waiting for
-    /// the reader, or one that took events within `stall`.
+    /// the reader, or one that took events within `stall` (and has caught up with where
+    /// the others were when it joined).
     fn slowest(&self, stall: Duration) -> Option<u64> {
+        Self::pace_floor(&self.state.lock(), stall)
+    }
+
+    fn pace_floor(st: &State, stall: Duration) -> Option<u64> {
         let now = Instant::now();
-        self.state
-            .lock()
-            .clients
+        st.clients
             .values()
             .filter(|r| r.waiting || now.duration_since(r.took) < stall)
+            .filter(|r| r.catch_to.is_none_or(|c| r.next_seq >= c))
             .map(|r| r.next_seq)
             .min()
     }
@@ -401,6 +417,7 @@ impl Shared {
                 next_seq,
                 took: if waiting { r.took } else { Instant::now() },
                 waiting,
+                catch_to: r.catch_to.filter(|c| next_seq < *c),
             };
         }
     }
@@ -832,6 +849,38 @@ mod tests {
         // ...and `slow`, its events gone from the buffer, ends to re-plan from its
         // own position.
         assert!(slow.next().await.is_none());
+        drop(tx);
+    }
+
+    #[tokio::test]
+    async fn a_joiner_behind_the_readers_clients_that_never_reads_does_not_hold_it_back() {
+        // `stall` is long: were the joiner counted, the reader would wait 30 s for it.
+        let f = fixture(cfg());
+        let (tx, first_raw) = raw();
+        let mut fast = f
+            .pool
+            .join(&At(0), move || read(0, first_raw))
+            .await
+            .unwrap();
+        for o in 0..4 {
+            tx.send(o).unwrap();
+        }
+        assert_eq!(take(&mut fast, 4).await, vec![0, 1, 2, 3]);
+        // A client from the start joins (at the buffer's oldest event) and never reads.
+        let mut idle = f.pool.join(&At(0), || panic!("shared")).await.unwrap();
+        for o in 4..12 {
+            tx.send(o).unwrap();
+        }
+        let got = tokio::time::timeout(Duration::from_secs(2), take(&mut fast, 8)).await;
+        assert_eq!(
+            got.expect("the reader went on at the reading client's pace"),
+            (4..12).collect::<Vec<_>>()
+        );
+        // The joiner's events left the buffer: it ends, to re-plan from its position.
+        let first = tokio::time::timeout(Duration::from_secs(2), idle.next())
+            .await
+            .expect("not stuck");
+        assert!(first.is_none(), "fell out of the buffer");
         drop(tx);
     }
 
