@@ -143,9 +143,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
             .collect(),
     });
     let bind = |addr: SocketAddr| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })
+        listen(addr).map_err(|source| StartError::Bind { addr, source })
     };
     let listener = bind(settings.server.listen).await?;
     let admin = bind(settings.server.admin_listen).await?;
@@ -211,6 +209,24 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
         grace,
         catchup,
     })
+}
+
+/// Connections the kernel may queue before they are accepted. A reconnect storm (every
+/// dashboard of a restarted replica at once) arrives faster than a busy process accepts:
+/// with the default of 1,024, the queue overflows and clients get connection resets. The
+/// kernel caps it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 8192;
+
+/// A listening socket on `addr` with a deep accept queue.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Most connections of the admin listener when it serves the console (and its streams).
