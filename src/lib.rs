@@ -100,7 +100,7 @@ pub struct Running {
 pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let (rdkafka, features) = source::kafka::librdkafka();
     info!(version = env!("CARGO_PKG_VERSION"), commit = env!("SSE_BRIDGE_COMMIT"), %rdkafka, %features, "sse-bridge starting");
-    let missing = source::kafka::missing_features();
+    let missing = source::kafka::missing_features(&features);
     if !missing.is_empty() {
         tracing::warn!(
             ?missing,

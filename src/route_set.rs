@@ -57,7 +57,7 @@ pub fn start_route(
     let stop = scope.sources.child_token();
     if let Some(a) = &auth {
         // Keys from a URL: fetched now and kept fresh until the route stops.
-        a.start_refresh(stop.child_token());
+        a.start_refresh(scope.tracker, stop.child_token());
     }
     let rm = scope.metrics.route(&rc.name);
     let limit = rc.memory_budget(&scope.server.catchup);

@@ -11,6 +11,7 @@ use jsonwebtoken::DecodingKey;
 use parking_lot::{Mutex, RwLock};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Least time between two fetches asked for by unknown key ids (a flood of tokens with
 /// made-up `kid`s costs one fetch per gap, not one per request).
@@ -149,10 +150,16 @@ impl RemoteJwks {
         }
     }
 
-    /// Fetch now and then every `every` until `stop`; failures keep the last good keys
+    /// Fetch now and then every `every` until `stop`, on `tracker` (the route's tasks);
+    /// failures keep the last good keys
     /// and are retried sooner (every 5 s, up to `every`).
-    pub fn spawn_refresh(self: Arc<Self>, every: Duration, stop: CancellationToken) {
-        tokio::spawn(async move {
+    pub fn spawn_refresh(
+        self: Arc<Self>,
+        every: Duration,
+        tracker: &TaskTracker,
+        stop: CancellationToken,
+    ) {
+        tracker.spawn(async move {
             let mut wait = Duration::ZERO;
             loop {
                 tokio::select! {

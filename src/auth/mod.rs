@@ -15,6 +15,7 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,11 +228,11 @@ impl Authenticator {
         }
     }
 
-    /// Keys fetched from a URL: start fetching them (now, then every `jwks_refresh`)
-    /// until `stop`. Nothing for keys from files.
-    pub fn start_refresh(&self, stop: CancellationToken) {
+    /// Keys fetched from a URL: start fetching them (now, then every `jwks_refresh`) on
+    /// `tracker` until `stop`. Nothing for keys from files.
+    pub fn start_refresh(&self, tracker: &TaskTracker, stop: CancellationToken) {
         if let Keys::Remote(r, every) = &self.keys {
-            r.clone().spawn_refresh(*every, stop);
+            r.clone().spawn_refresh(*every, tracker, stop);
         }
     }
 

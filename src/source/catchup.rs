@@ -396,8 +396,8 @@ impl Shared {
     /// The oldest sequence a client that still reads needs, if any: one waiting for
     /// the reader, or one that took events within `stall` (and has caught up with where
     /// the others were when it joined).
-    fn slowest(&self, stall: Duration) -> Option<u64> {
-        Self::pace_floor(&self.state.lock(), stall)
+    fn slowest(&self) -> Option<u64> {
+        Self::pace_floor(&self.state.lock(), self.stall)
     }
 
     fn pace_floor(st: &State, stall: Duration) -> Option<u64> {
@@ -493,7 +493,6 @@ async fn run(
     cancel: CancellationToken,
     permit: Permit,
 ) {
-    let stall = pool.limits.cfg.stall;
     let mut counted = 0i64;
     let end = 'read: loop {
         {
@@ -521,7 +520,7 @@ async fn run(
                 let r = shared.ring.read();
                 (r.first_seq(), r.evicts(ev.frame.bytes.len()) as u64)
             };
-            if dropped == 0 || shared.slowest(stall).is_none_or(|s| s >= first + dropped) {
+            if dropped == 0 || shared.slowest().is_none_or(|s| s >= first + dropped) {
                 break;
             }
             if shared.state.lock().clients.is_empty() {
@@ -684,6 +683,13 @@ mod tests {
         out
     }
 
+    /// The first client of the pool, starting a reader at `base` fed by the test.
+    async fn first_client(f: &Fixture, base: i64) -> (mpsc::UnboundedSender<i64>, CatchupStream) {
+        let (tx, r) = raw();
+        let s = f.pool.join(&At(base), move || read(base, r)).await.unwrap();
+        (tx, s)
+    }
+
     fn read(base: i64, raw: CatchupStream) -> CatchupRead {
         CatchupRead {
             base: Box::new(At(base)),
@@ -706,12 +712,7 @@ mod tests {
     #[tokio::test]
     async fn clients_at_or_after_a_readers_base_share_it() {
         let f = fixture(cfg());
-        let (tx, first_raw) = raw();
-        let mut a = f
-            .pool
-            .join(&At(10), move || read(10, first_raw))
-            .await
-            .unwrap();
+        let (tx, mut a) = first_client(&f, 10).await;
         // Joins the running reader: no second read is opened.
         let mut b = f
             .pool
@@ -777,12 +778,7 @@ mod tests {
     #[tokio::test]
     async fn a_client_no_reader_serves_waits_then_is_refused() {
         let f = fixture(cfg());
-        let (tx, first_raw) = raw();
-        let _a = f
-            .pool
-            .join(&At(10), move || read(10, first_raw))
-            .await
-            .unwrap();
+        let (tx, _a) = first_client(&f, 10).await;
         let started = Instant::now();
         let refused = f
             .pool
@@ -804,12 +800,7 @@ mod tests {
         let mut c = cfg();
         c.wait = Duration::from_secs(5);
         let f = fixture(c);
-        let (_tx, first_raw) = raw();
-        let a = f
-            .pool
-            .join(&At(10), move || read(10, first_raw))
-            .await
-            .unwrap();
+        let (_tx, a) = first_client(&f, 10).await;
         let pool = f.pool.clone();
         let waiting = tokio::spawn(async move {
             let (tx, r) = raw();
@@ -829,12 +820,7 @@ mod tests {
         let mut c = cfg();
         c.stall = Duration::from_millis(400);
         let f = fixture(c);
-        let (tx, first_raw) = raw();
-        let mut fast = f
-            .pool
-            .join(&At(0), move || read(0, first_raw))
-            .await
-            .unwrap();
+        let (tx, mut fast) = first_client(&f, 0).await;
         let mut slow = f.pool.join(&At(0), || panic!("shared")).await.unwrap();
         for o in 0..12 {
             tx.send(o).unwrap();
@@ -856,12 +842,7 @@ mod tests {
     async fn a_joiner_behind_the_readers_clients_that_never_reads_does_not_hold_it_back() {
         // `stall` is long: were the joiner counted, the reader would wait 30 s for it.
         let f = fixture(cfg());
-        let (tx, first_raw) = raw();
-        let mut fast = f
-            .pool
-            .join(&At(0), move || read(0, first_raw))
-            .await
-            .unwrap();
+        let (tx, mut fast) = first_client(&f, 0).await;
         for o in 0..4 {
             tx.send(o).unwrap();
         }
@@ -891,12 +872,7 @@ mod tests {
             max_readers_per_route: 3,
             ..cfg()
         });
-        let (tx, first_raw) = raw();
-        let mut a = f
-            .pool
-            .join(&At(0), move || read(0, first_raw))
-            .await
-            .unwrap();
+        let (tx, mut a) = first_client(&f, 0).await;
         for o in 0..3 {
             tx.send(o).unwrap();
         }
