@@ -94,6 +94,8 @@ pub struct Metrics {
     budget_limit: IntGaugeVec,
     budget_used: IntGaugeVec,
     budget_limited: IntCounterVec,
+    login_refreshes: IntCounterVec,
+    login_expiry: IntGaugeVec,
     /// The process-wide memory budget (bytes).
     pub process_budget_limit: IntGauge,
     /// Bytes held against the process-wide memory budget.
@@ -356,6 +358,26 @@ impl Metrics {
                     route,
                 )?,
             )?,
+            login_refreshes: reg(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        format!("{p}source_login_refreshes_total"),
+                        "Renewals of a source's login token (aws_msk_iam), by outcome",
+                    ),
+                    &["route", "outcome"],
+                )?,
+            )?,
+            login_expiry: reg(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        format!("{p}source_login_expiry_seconds"),
+                        "When the source login's current token expires (Unix time)",
+                    ),
+                    route,
+                )?,
+            )?,
             process_budget_limit: reg(
                 r,
                 IntGauge::new(
@@ -411,6 +433,8 @@ impl Metrics {
             budget_limit: self.budget_limit.with_label_values(l),
             budget_used: self.budget_used.with_label_values(l),
             budget_limited: self.budget_limited.with_label_values(l),
+            login_expiry: self.login_expiry.with_label_values(l),
+            login_refreshes: self.login_refreshes.clone(),
             disconnects: self.disconnects.clone(),
             resumes: self.resumes.clone(),
             consumer_lag: self.consumer_lag.clone(),
@@ -471,6 +495,9 @@ pub struct RouteMetrics {
     pub budget_used: IntGauge,
     /// Writes cut to one event for want of budget.
     pub budget_limited: IntCounter,
+    /// When the source login's current token expires (Unix seconds).
+    pub login_expiry: IntGauge,
+    login_refreshes: IntCounterVec,
     disconnects: IntCounterVec,
     resumes: IntCounterVec,
     consumer_lag: IntGaugeVec,
@@ -493,6 +520,14 @@ impl RouteMetrics {
     pub fn resumed(&self, outcome: ResumeOutcome) {
         self.resumes
             .with_label_values(&[self.route.as_str(), outcome.as_str()])
+            .inc();
+    }
+
+    /// Count a renewal of the source login's token.
+    pub fn login_refreshed(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.login_refreshes
+            .with_label_values(&[self.route.as_str(), outcome])
             .inc();
     }
 

@@ -8,12 +8,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::KafkaSource;
+use super::{KafkaSource, Stream};
 use crate::bus::Event;
 use crate::position::{Lane, Step};
 use crate::source::MIN_PREFETCH;
@@ -24,7 +24,7 @@ const STALL: Duration = Duration::from_secs(15);
 
 struct State {
     src: Arc<KafkaSource>,
-    consumer: Option<StreamConsumer>,
+    consumer: Option<Stream>,
     /// Topic being read (one consumer per topic, since end-of-partition events name
     /// only the partition).
     topic: u16,
@@ -69,10 +69,7 @@ pub(super) fn stream(
     }))
 }
 
-fn open_consumer(
-    src: &KafkaSource,
-    group: &[(u16, i32, i64, i64)],
-) -> Result<StreamConsumer, KafkaError> {
+fn open_consumer(src: &KafkaSource, group: &[(u16, i32, i64, i64)]) -> Result<Stream, KafkaError> {
     // librdkafka prefetches up to 64 MiB per consumer by default: bound it to the
     // reader's buffer (or one fetch response, at least).
     let bytes = src.catchup.config().buffer_bytes;
@@ -81,7 +78,7 @@ fn open_consumer(
     let mut cc = src
         .cfg
         .client_config(&format!("sse-bridge-{}-catchup", src.route));
-    let c: StreamConsumer = cc
+    let c: Stream = cc
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "error")
         .set("queued.max.messages.kbytes", kbytes.to_string())
@@ -91,7 +88,7 @@ fn open_consumer(
             "max.partition.fetch.bytes",
             fetch.min(1024 * 1024).to_string(),
         )
-        .create()?;
+        .create_with_context(src.ctx.clone())?;
     let mut tpl = TopicPartitionList::new();
     for &(t, p, from, _) in group {
         tpl.add_partition_offset(&src.cfg.topics[usize::from(t)], p, Offset::Offset(from))?;

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
+use super::msk_iam::MskIamConfig;
 use crate::problems::Problems;
 
 /// Properties sse-bridge sets itself; a route may not override them.
@@ -33,6 +34,9 @@ pub struct KafkaSourceConfig {
     /// How an envelope (`payload = "envelope"`) carries the record value.
     #[serde(default)]
     pub value_format: ValueFormat,
+    /// Sign in to Amazon MSK with IAM (SASL/OAUTHBEARER, a SigV4-signed token).
+    #[serde(default)]
+    pub aws_msk_iam: Option<MskIamConfig>,
 }
 
 /// `value_format`: how an envelope carries the record value.
@@ -116,6 +120,9 @@ impl KafkaSourceConfig {
                 );
             }
         }
+        if let Some(iam) = &self.aws_msk_iam {
+            iam.validate(&self.brokers, &self.properties.0, at, p);
+        }
         for key in self.properties.0.keys() {
             if RESERVED.contains(&key.as_str()) {
                 p.push(
@@ -140,6 +147,11 @@ impl KafkaSourceConfig {
             .set("reconnect.backoff.ms", "100")
             .set("reconnect.backoff.max.ms", "5000")
             .set("topic.metadata.refresh.interval.ms", "5000");
+        if self.aws_msk_iam.is_some() {
+            // The token comes from the client's context (`msk_iam`).
+            c.set("security.protocol", "SASL_SSL")
+                .set("sasl.mechanism", "OAUTHBEARER");
+        }
         for (k, v) in &self.properties.0 {
             c.set(k, v);
         }

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::{kafka, partition_counts, watermarks, KafkaPosition, KafkaSource, UNKNOWN};
+use super::{kafka, partition_counts, watermarks, KafkaPosition, KafkaSource, Stream, UNKNOWN};
 use crate::bus::Event;
 use crate::event_id;
 use crate::position::{downcast_mut, Lane, Step};
@@ -52,8 +52,8 @@ pub(super) async fn run(src: Arc<KafkaSource>, cancel: CancellationToken) {
 
 /// Blocking query on the consumer, off the async threads.
 async fn blocking<T: Send + 'static>(
-    c: &Arc<StreamConsumer>,
-    f: impl FnOnce(&StreamConsumer) -> Result<T, KafkaError> + Send + 'static,
+    c: &Arc<Stream>,
+    f: impl FnOnce(&Stream) -> Result<T, KafkaError> + Send + 'static,
 ) -> Result<T, SourceError> {
     let c = c.clone();
     tokio::task::spawn_blocking(move || f(&c))
@@ -70,13 +70,20 @@ struct Partition {
 }
 
 async fn run_once(src: &Arc<KafkaSource>, cancel: &CancellationToken) -> Result<(), SourceError> {
-    let consumer: StreamConsumer = src
+    let consumer: Stream = src
         .cfg
         .client_config(&format!("sse-bridge-{}", src.route))
         // Never jump silently: an out-of-range position stops the partition and the
         // metadata refresh turns it into an explicit reset.
         .set("auto.offset.reset", "error")
-        .create()?;
+        .create_with_context(src.ctx.clone())?;
+    if let Some(iam) = &src.ctx.iam {
+        // The blocking queries below need the login done: wait for the first token,
+        // then poll once (nothing is assigned yet, so no message is taken) to serve
+        // librdkafka's request for it.
+        iam.ready().await?;
+        let _ = tokio::time::timeout(Duration::ZERO, consumer.recv()).await;
+    }
     let consumer = Arc::new(consumer);
     let topics = src.cfg.topics.clone();
     let counts = blocking(&consumer, move |c| partition_counts(c, &topics)).await?;
@@ -260,7 +267,7 @@ struct TopicWatch {
 /// Pick up new partitions and recreated topics, update lag gauges and connectivity.
 async fn refresh_metadata(
     src: &Arc<KafkaSource>,
-    consumer: &Arc<StreamConsumer>,
+    consumer: &Arc<Stream>,
     parts: &mut Vec<Partition>,
     watch: &mut TopicWatch,
 ) -> Result<(), SourceError> {

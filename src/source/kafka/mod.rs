@@ -1,12 +1,15 @@
 //! The Kafka source adapter: one shared consumer per route reads every partition of the
 //! route's topics into the route's hub (`consumer`); clients resuming from a position
 //! the hub no longer holds read only the partitions that are behind (`catchup`); client
-//! starts (ids, `since`, start positions, resets) are planned in `plan`.
+//! starts (ids, `since`, start positions, resets) are planned in `plan`. Every client of
+//! the route shares one librdkafka context, which signs in to Amazon MSK with IAM when
+//! the route asks (`msk_iam`).
 
 mod catchup;
 mod config;
 mod consumer;
 mod library;
+mod msk_iam;
 mod plan;
 mod position;
 mod record;
@@ -22,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{KafkaSourceConfig, Properties, ValueFormat};
 pub use library::{librdkafka, missing_features, REQUIRED_FEATURES};
+pub use msk_iam::MskIamConfig;
+use msk_iam::{KafkaContext, MskIam};
 pub use position::{KafkaPosition, UNKNOWN};
 use record::{PayloadMode, RecordEncoder};
 
@@ -98,8 +103,14 @@ impl SourceSpec for KafkaSourceConfig {
 impl Reader for KafkaSource {
     type Position = KafkaPosition;
 
-    fn run(self: Arc<Self>, cancel: CancellationToken) -> impl Future<Output = ()> + Send {
-        consumer::run(self, cancel)
+    async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        match self.ctx.iam.clone() {
+            // The login renews its token beside the reader, for as long as it runs.
+            Some(iam) => {
+                tokio::join!(iam.keep_fresh(cancel.clone()), consumer::run(self, cancel));
+            }
+            None => consumer::run(self, cancel).await,
+        }
     }
 
     fn plan(
@@ -147,13 +158,20 @@ struct KafkaSource {
     hub: Arc<Hub>,
     catchup: CatchupPool,
     metrics: RouteMetrics,
-    admin: Mutex<Option<Arc<BaseConsumer>>>,
+    admin: Mutex<Option<Arc<Admin>>>,
     /// First offsets of every partition (low watermarks) as the shared consumer last
     /// saw them (at most a few seconds old; logs only ever start later).
     lows: Mutex<Option<KafkaPosition>>,
     /// Broker queries planning clients run at most this many at once.
     queries: Arc<tokio::sync::Semaphore>,
+    /// The context of every librdkafka client of the route (its login).
+    ctx: KafkaContext,
 }
+
+/// The adapter's librdkafka clients: streaming (shared reader, catch-up) and blocking
+/// (metadata and offset queries).
+type Stream = rdkafka::consumer::StreamConsumer<KafkaContext>;
+type Admin = BaseConsumer<KafkaContext>;
 
 /// Broker queries (watermarks, time index) planning clients at once, per route.
 const QUERIES_AT_ONCE: usize = 4;
@@ -180,6 +198,12 @@ impl KafkaSource {
             } else {
                 0
             },
+            ctx: KafkaContext {
+                iam: cfg
+                    .aws_msk_iam
+                    .as_ref()
+                    .map(|c| MskIam::new(&route.name, c, &cfg.brokers, hub.metrics().clone())),
+            },
             metrics: hub.metrics().clone(),
             cfg,
             hub,
@@ -191,17 +215,25 @@ impl KafkaSource {
     }
 
     /// A consumer for metadata and offset queries (created once, on first use).
-    fn admin(&self) -> Result<Arc<BaseConsumer>, KafkaError> {
+    fn admin(&self) -> Result<Arc<Admin>, KafkaError> {
         let mut slot = self.admin.lock();
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
+        let c = match slot.as_ref() {
+            Some(c) => c.clone(),
+            None => {
+                let c: Admin = self
+                    .cfg
+                    .client_config(&format!("sse-bridge-{}-admin", self.route))
+                    .create_with_context(self.ctx.clone())?;
+                let c = Arc::new(c);
+                *slot = Some(c.clone());
+                c
+            }
+        };
+        if self.ctx.iam.is_some() {
+            // Nothing else polls this consumer: serve librdkafka's token requests here
+            // (it is never assigned a partition, so no message is taken).
+            let _ = c.poll(Duration::ZERO);
         }
-        let c: BaseConsumer = self
-            .cfg
-            .client_config(&format!("sse-bridge-{}-admin", self.route))
-            .create()?;
-        let c = Arc::new(c);
-        *slot = Some(c.clone());
         Ok(c)
     }
 
@@ -215,12 +247,16 @@ impl KafkaSource {
 }
 
 /// `(low, high)` watermarks of a partition, by a blocking query.
-fn watermarks<C: Consumer>(c: &C, topic: &str, partition: i32) -> Result<(i64, i64), KafkaError> {
+fn watermarks<C: Consumer<KafkaContext>>(
+    c: &C,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64), KafkaError> {
     c.fetch_watermarks(topic, partition, QUERY_TIMEOUT)
 }
 
 /// Partition count of each topic (`None` where the topic does not exist).
-fn partition_counts<C: Consumer>(
+fn partition_counts<C: Consumer<KafkaContext>>(
     c: &C,
     topics: &[String],
 ) -> Result<Vec<Option<usize>>, KafkaError> {

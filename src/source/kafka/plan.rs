@@ -9,8 +9,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
 use super::{
-    catchup, kafka, partition_counts, watermarks, KafkaPosition, KafkaSource, QUERY_TIMEOUT,
-    UNKNOWN,
+    catchup, kafka, partition_counts, watermarks, KafkaContext, KafkaPosition, KafkaSource,
+    QUERY_TIMEOUT, UNKNOWN,
 };
 use crate::bus::Cursor;
 use crate::metrics::ResumeOutcome;
@@ -259,9 +259,7 @@ impl KafkaSource {
 
     async fn query<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&KafkaSource, &rdkafka::consumer::BaseConsumer) -> Result<T, SourceError>
-            + Send
-            + 'static,
+        f: impl FnOnce(&KafkaSource, &super::Admin) -> Result<T, SourceError> + Send + 'static,
     ) -> Result<T, SourceError> {
         // A bounded number at once per route: a crowd of clients the broker must plan
         // waits here (no thread each), then is refused like a busy catch-up.
@@ -284,7 +282,7 @@ impl KafkaSource {
     }
 
     /// Low watermarks (or `high - n`, bounded by low) of every partition.
-    fn position_at_watermarks<C: Consumer>(
+    fn position_at_watermarks<C: Consumer<KafkaContext>>(
         &self,
         c: &C,
         last: Option<i64>,
@@ -296,7 +294,11 @@ impl KafkaSource {
     }
 
     /// First offset at or after `ms` of every partition (`offsets_for_times`).
-    fn position_at_time<C: Consumer>(&self, c: &C, ms: i64) -> Result<KafkaPosition, SourceError> {
+    fn position_at_time<C: Consumer<KafkaContext>>(
+        &self,
+        c: &C,
+        ms: i64,
+    ) -> Result<KafkaPosition, SourceError> {
         let counts = partition_counts(c, &self.cfg.topics)?;
         let mut tpl = TopicPartitionList::new();
         for (t, n) in self.cfg.topics.iter().zip(&counts) {
@@ -322,7 +324,7 @@ impl KafkaSource {
     /// Check an id against the log: partitions gone, or offsets outside the retained
     /// range, are reset to the earliest retained offset; partitions the id predates start
     /// at their earliest offset.
-    fn validate<C: Consumer>(
+    fn validate<C: Consumer<KafkaContext>>(
         &self,
         c: &C,
         asked: KafkaPosition,
