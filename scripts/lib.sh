@@ -95,8 +95,8 @@ project_venv() {
   echo "$venv"
 }
 
-# A Python venv holding the MongoDB-protocol server (SecantusDB) and pymongo (for the
-# demo's writer); sets PY.
+# A Python venv holding the MongoDB-protocol server (SecantusDB), pymongo (the demo's
+# writer) and confluent-kafka (the JavaScript client's tests write with both); sets PY.
 ensure_venv() {
   local venv
   venv="$(project_venv)"
@@ -105,6 +105,10 @@ ensure_venv() {
       || [ ! -x "$venv/bin/secantusd-py" ]; then
     log "installing SecantusDB==$SECANTUS_VERSION and pymongo into $venv"
     "$venv/bin/pip" install -q --force-reinstall "SecantusDB==$SECANTUS_VERSION" pymongo
+  fi
+  if ! "$venv/bin/python" -c "import confluent_kafka" 2>/dev/null; then
+    log "installing confluent-kafka into $venv"
+    "$venv/bin/pip" install -q confluent-kafka
   fi
   PY="$venv/bin/python"
   SECANTUSD="$venv/bin/secantusd-py"
@@ -132,6 +136,16 @@ ensure_nettools() {
     log "installing iproute2 and nftables"
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 nftables >/dev/null
+  fi
+}
+
+# ensure_js_client: the JavaScript client's build tools (TypeScript, esbuild) from its
+# lockfile, installed again when the lockfile changed.
+ensure_js_client() {
+  local dir="$ROOT/clients/js"
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] || ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.sse-bridge-lock"; then
+    log "installing the JavaScript client's build tools (npm ci)"
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund >/dev/null && cp package-lock.json node_modules/.sse-bridge-lock)
   fi
 }
 

@@ -2,7 +2,8 @@
 //! scripts/test; driven over WebDriver with fantoccini): the console lists routes and
 //! shows events produced after the page opened, multi-line and unicode payloads exactly;
 //! a page's EventSource survives the bridge being killed and restarted, resuming by
-//! itself with Last-Event-ID, every event exactly once in per-partition order.
+//! itself with Last-Event-ID, every event exactly once in per-partition order, and so
+//! does the JavaScript client over its EventSource transport.
 //! Screenshots go to target/e2e/.
 
 mod common;
@@ -10,78 +11,10 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use common::browser::*;
 use common::*;
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const T: Duration = Duration::from_secs(30);
-
-/// chromedriver on a free port, and a session of headless Chromium.
-async fn browser() -> (KillOnDrop, Client) {
-    let driver = std::env::var("SSE_BRIDGE_TEST_CHROMEDRIVER")
-        .ok()
-        .or_else(|| {
-            std::path::Path::new("/usr/bin/chromedriver")
-                .exists()
-                .then(|| "/usr/bin/chromedriver".to_owned())
-        })
-        .unwrap_or_else(|| {
-            panic!("chromedriver not found: run the tests with scripts/test, which installs chromium and chromium-driver")
-        });
-    let port = fixed_port();
-    let child = KillOnDrop(
-        std::process::Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start chromedriver"),
-    );
-    wait_port(port).await;
-    let profile = tempfile::tempdir().unwrap().keep();
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": std::env::var("SSE_BRIDGE_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--window-size=1100,900", format!("--user-data-dir={}", profile.display())],
-        }),
-    );
-    let client = ClientBuilder::native()
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("WebDriver session");
-    (child, client)
-}
-
-fn artifact(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/e2e");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-async fn eval(c: &Client, js: &str) -> Value {
-    c.execute(js, vec![]).await.expect("script")
-}
-
-async fn until(c: &Client, what: &str, js: &str, ok: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        let v = eval(c, js).await;
-        if ok(&v) {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: last saw {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use fantoccini::Locator;
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_lists_routes_and_shows_events_exactly() {
@@ -231,6 +164,40 @@ async fn console_uses_the_token_field_for_routes_with_auth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_source_resumes_by_itself_after_the_bridge_is_killed() {
+    resumes_after_kill(
+        "<script>
+window.got = []; window.opens = 0;
+const es = new EventSource('http://127.0.0.1:PORT/streams/r');
+es.onopen = () => window.opens++;
+es.onmessage = (e) => window.got.push([e.lastEventId, e.data]);
+</script>",
+        "event-source.png",
+    )
+    .await;
+}
+
+/// The client's EventSource transport (for browsers without streaming fetch) keeps the
+/// same contract, loaded from the bridge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clients_event_source_transport_resumes_after_the_bridge_is_killed() {
+    resumes_after_kill(
+        "<script type=module>
+window.got = []; window.opens = 0;
+const { connect } = await import('http://127.0.0.1:PORT/client/sse-bridge-client.js');
+const sub = connect('http://127.0.0.1:PORT/streams/r', { transport: 'eventsource', backoff: { initial: 200, max: 1000 } });
+sub.on('open', () => window.opens++);
+sub.on('message', (e) => window.got.push([e.id, e.data]));
+if (sub.stats.transport !== 'eventsource') { sub.close(); throw new Error('not the EventSource transport'); }
+</script>",
+        "client-event-source.png",
+    )
+    .await;
+}
+
+/// A page (`script`, `PORT` standing for the bridge's port) collecting `window.got` and
+/// counting `window.opens` gets every event exactly once, in per-partition order, across
+/// the bridge killed and restarted.
+async fn resumes_after_kill(script: &str, shot: &str) {
     let topic = unique("browser-kill");
     create_topic(&topic, 2).await;
     let (port, admin) = (fixed_port(), fixed_port());
@@ -245,12 +212,8 @@ async fn event_source_resumes_by_itself_after_the_bridge_is_killed() {
     let mut bridge_proc = start();
     wait_status(format!("127.0.0.1:{admin}").parse().unwrap(), 200, T).await;
     let page = format!(
-        "<!doctype html><meta charset=utf-8><title>es</title><script>
-window.got = []; window.opens = 0;
-const es = new EventSource('http://127.0.0.1:{port}/streams/r');
-es.onopen = () => window.opens++;
-es.onmessage = (e) => window.got.push([e.lastEventId, e.data]);
-</script>"
+        "<!doctype html><meta charset=utf-8><title>es</title>{}",
+        script.replace("PORT", &port.to_string())
     );
     let site = tempfile::tempdir().unwrap();
     std::fs::write(site.path().join("index.html"), page).unwrap();
@@ -309,50 +272,8 @@ es.onmessage = (e) => window.got.push([e.lastEventId, e.data]);
         eval(&c, "return window.opens").await.as_u64().unwrap() >= 2,
         "the browser reconnected by itself"
     );
-    std::fs::write(artifact("event-source.png"), c.screenshot().await.unwrap()).unwrap();
+    std::fs::write(artifact(shot), c.screenshot().await.unwrap()).unwrap();
     c.close().await.unwrap();
-}
-
-/// Serve the files of `dir` at http://127.0.0.1:PORT/ until the test ends.
-async fn serve_dir(dir: PathBuf) -> u16 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = l.accept().await else {
-                return;
-            };
-            let dir = dir.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]);
-                let path = head.split_whitespace().nth(1).unwrap_or("/");
-                let path = path.split('?').next().unwrap_or("/");
-                let name = if path == "/" {
-                    "index.html"
-                } else {
-                    path.trim_start_matches('/')
-                };
-                let kind = match name.rsplit('.').next() {
-                    Some("html") => "text/html; charset=utf-8",
-                    Some("js") => "text/javascript",
-                    Some("css") => "text/css",
-                    _ => "application/octet-stream",
-                };
-                let resp = match std::fs::read(dir.join(name)) {
-                    Ok(body) if !name.contains("..") => [
-                        format!("HTTP/1.1 200 OK\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len()).into_bytes(),
-                        body,
-                    ]
-                    .concat(),
-                    _ => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec(),
-                };
-                let _ = s.write_all(&resp).await;
-            });
-        }
-    });
-    port
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

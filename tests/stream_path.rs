@@ -274,3 +274,35 @@ async fn the_console_is_on_the_admin_listener_by_default_and_never_public() {
         assert_eq!(r.status(), 404);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_javascript_client_is_served_on_both_listeners_for_any_origin() {
+    let topic = unique("client-js");
+    create_topic(&topic, 1).await;
+    let b = bridge(&config("r", &topic, "")).await;
+    let built = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/clients/js/dist/sse-bridge-client.js"
+    ))
+    .unwrap();
+    let http = reqwest::Client::new();
+    for base in [b.http_addr, b.admin_addr] {
+        let url = format!("http://{base}/client/sse-bridge-client.js");
+        let r = http
+            .get(&url)
+            .header("Origin", "https://elsewhere.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        let h = r.headers().clone();
+        assert_eq!(h["content-type"], "text/javascript; charset=utf-8");
+        assert!(h.contains_key("access-control-allow-origin"), "{h:?}");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(r.text().await.unwrap(), built, "the built client, as-is");
+        let head = http.head(&url).send().await.unwrap();
+        assert_eq!(head.status(), 200);
+        let post = http.post(&url).send().await.unwrap();
+        assert_ne!(post.status(), 200, "GET and HEAD only");
+    }
+}

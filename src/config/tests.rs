@@ -100,6 +100,21 @@ event_name = { default = "" }
 }
 
 #[test]
+fn the_console_and_client_paths_are_reserved() {
+    for (path, says) in [
+        ("/console/x", "the console's"),
+        ("/client", "JavaScript client"),
+        ("/client/sse-bridge-client.js", "JavaScript client"),
+    ] {
+        let toml = format!("[[routes]]\nname=\"a\"\npath=\"{path}\"\nsource={{type=\"kafka\",brokers=[\"h:1\"],topics=[\"t\"]}}\n");
+        let e = load(&toml, &[]).unwrap_err();
+        assert_eq!(e.problems[0].path, "routes[0].path", "{e}");
+        assert!(e.problems[0].message.contains(says), "{e}");
+    }
+    assert!(load("[[routes]]\nname=\"a\"\npath=\"/clients\"\nsource={type=\"kafka\",brokers=[\"h:1\"],topics=[\"t\"]}\n", &[]).is_ok());
+}
+
+#[test]
 fn unknown_fields_and_types_are_errors() {
     let e = load("[server]\nlisten = \"127.0.0.1:1\"\nbogus = 1\n[[routes]]\nname=\"a\"\nsource={type=\"kafka\",brokers=[\"h:1\"],topics=[\"t\"]}\n", &[]).unwrap_err();
     assert!(e.to_string().contains("bogus"), "{e}");

@@ -132,6 +132,11 @@ pub(super) fn validate(settings: &Settings) -> Result<(), ConfigError> {
                 format!("{at}.path"),
                 "`/console` and the paths under it are the console's",
             );
+        } else if path == "/client" || path.starts_with("/client/") {
+            p.push(
+                format!("{at}.path"),
+                "`/client` and the paths under it serve the JavaScript client",
+            );
         } else if !paths.insert(path.clone()) {
             p.push(format!("{at}.path"), format!("duplicate path `{path}`"));
         }

@@ -67,6 +67,8 @@ pub fn filter(
         .unify()
         .or(console)
         .unify()
+        .or(super::client::filter())
+        .unify()
         .or(warp::path::full().map(|p: warp::path::FullPath| not_found(p.as_str())))
         .unify()
 }

@@ -50,7 +50,7 @@ pub fn filter(
 }
 
 /// A console page or document.
-fn asset(body: String, kind: &'static str) -> Response {
+pub(super) fn asset(body: String, kind: &'static str) -> Response {
     let mut r = warp::reply::with_status(body, StatusCode::OK).into_response();
     let h = r.headers_mut();
     h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(kind));

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod client;
 pub mod console;
 pub mod errors;
 pub mod fanout;

@@ -37,6 +37,8 @@ pub(crate) fn target(app: &App, path: &str) -> Option<Target> {
 /// The stream listener's filter (everything but streams).
 pub fn filter(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let surface = super::console::filter(app.clone(), crate::config::ConsoleAt::Public)
+        .or(super::client::filter())
+        .unify()
         .or(stream_path(app.clone()))
         .unify()
         .or(warp::path::full().map(|p: FullPath| not_found(p.as_str())))

@@ -2,6 +2,8 @@
 //! in-process bridge, and an SSE client that parses streams as a browser would.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::collections::VecDeque;
 use std::io::Write;
 use std::pin::Pin;

@@ -1,13 +1,14 @@
 // sse-bridge console: lists the routes, and shows one route's events live. The stream is
-// read with fetch and parsed per the SSE spec (so every event name and every heartbeat id
-// shows, and the token goes in an Authorization header); it reconnects with
-// Last-Event-ID exactly as an EventSource does.
-"use strict";
+// read with the bridge's own client (/client/sse-bridge-client.js): fetch streaming, so
+// every event name and every heartbeat id shows and the token goes in an Authorization
+// header; it reconnects after any error with Last-Event-ID.
+import { connect as subscribe } from "/client/sse-bridge-client.js";
+
 const $ = (id) => document.getElementById(id);
 const MAX_EVENTS = 500;
 let routes = [];
 let last = new Map(); // route -> {records, at} for events/s
-let current = null; // {route, abort, lastId, paused, count, series}
+let current = null; // {route, sub, lastId, paused, count, series}
 
 const tokenInput = $("token");
 tokenInput.value = sessionStorage.getItem("sse-bridge-token") || "";
@@ -61,81 +62,49 @@ function streamUrl(r) {
 }
 
 function setState(s) { $("state").textContent = s; }
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function setLastId(c, id) {
   c.lastId = id;
   $("last-id").textContent = id || "—";
 }
 
-// Read the stream, reconnecting after `retry` with Last-Event-ID, until closed.
-async function connect(fromId) {
+// Open the current route's stream from `fromId` (the live head when empty); the client
+// keeps it open through errors, showing why it retries.
+function connect(fromId) {
   const c = current;
-  const ctrl = new AbortController();
-  c.abort = ctrl;
-  let retry = 2000;
-  setLastId(c, fromId || c.lastId || "");
-  let attempt = 0;
-  while (current === c && !ctrl.signal.aborted) {
-    setState(attempt++ ? "reconnecting" : "connecting");
-    try {
-      const headers = { Accept: "text/event-stream" };
-      if (c.lastId) headers["Last-Event-ID"] = c.lastId;
-      if (tokenInput.value) headers.Authorization = `Bearer ${tokenInput.value}`;
-      const resp = await fetch(streamUrl(c.route), { headers, signal: ctrl.signal, cache: "no-store" });
-      if (resp.status !== 200) {
-        const body = await resp.json().catch(() => ({}));
-        setState(`refused: ${resp.status} ${body.error || ""}`);
-        if (resp.status < 500) return; // fix the token or filters first
-      } else {
-        setState("open");
-        await readStream(c, resp.body.getReader(), (ms) => { retry = ms; });
-      }
-    } catch (e) {
-      if (ctrl.signal.aborted) return;
-    }
-    if (current !== c || ctrl.signal.aborted) return;
-    setState("reconnecting");
-    await sleep(retry);
-  }
-}
-
-async function readStream(c, reader, setRetry) {
-  const dec = new TextDecoder();
-  let buf = "", data = [], name = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buf += dec.decode(value, { stream: true });
-    let i;
-    while ((i = buf.search(/\r\n|\r|\n/)) >= 0) {
-      const line = buf.slice(0, i);
-      buf = buf.slice(i + (buf.startsWith("\r\n", i) ? 2 : 1));
-      if (line === "") {
-        if (data.length && current === c) {
-          c.count++;
-          if (!c.paused) show({ type: name || "message", data: data.join("\n"), lastEventId: c.lastId });
-        }
-        data = [];
-        name = "";
-        continue;
-      }
-      if (line[0] === ":") continue;
-      const k = line.indexOf(":");
-      const field = k < 0 ? line : line.slice(0, k);
-      let v = k < 0 ? "" : line.slice(k + 1);
-      if (v[0] === " ") v = v.slice(1);
-      if (field === "data") data.push(v);
-      else if (field === "event") name = v;
-      else if (field === "id" && !v.includes("\0")) setLastId(c, v);
-      else if (field === "retry" && /^\d+$/.test(v)) setRetry(Number(v));
-    }
-  }
+  if (c.sub) c.sub.close();
+  setLastId(c, fromId || "");
+  let refused = null;
+  const sub = subscribe(new URL(streamUrl(c.route), location.href), {
+    lastEventId: fromId || undefined,
+    transport: "fetch",
+    getToken: () => tokenInput.value || null,
+  });
+  c.sub = sub;
+  const mine = () => current === c && c.sub === sub;
+  sub.on("error", (e) => {
+    if (!mine()) return;
+    refused = e.status >= 400 ? `refused: ${e.status} ${e.code}` : null;
+    setState(refused ?? "reconnecting");
+  });
+  sub.on("state", (s) => {
+    if (!mine()) return;
+    if (s === "open") refused = null;
+    if (s === "open") setState("open");
+    else if (s === "retrying") setState(refused ?? "reconnecting");
+    else if (s === "failed") setState(refused ?? "failed");
+    else if (s === "connecting" && !refused) setState(sub.stats.reconnects ? "reconnecting" : "connecting");
+  });
+  sub.on("id", (id) => { if (mine()) setLastId(c, id); });
+  sub.on("event", (e) => {
+    if (!mine()) return;
+    c.count++;
+    if (!c.paused) show(e);
+  });
 }
 
 function reconnect() {
   if (!current) return;
-  if (current.abort) current.abort.abort();
   connect(current.lastId);
 }
 
@@ -148,7 +117,7 @@ function show(e) {
   name.textContent = e.type;
   const id = document.createElement("span");
   id.className = "id";
-  id.textContent = `id ${e.lastEventId || "—"}`;
+  id.textContent = `id ${e.id || "—"}`;
   const at = document.createElement("span");
   at.textContent = new Date().toLocaleTimeString();
   head.append(name, at, id);
@@ -183,14 +152,14 @@ function openRoute(name) {
   form.hidden = r.client_filters.length === 0;
   $("events").replaceChildren();
   $("last-id").textContent = "—";
-  current = { route: r, abort: null, lastId: "", paused: false, count: 0, series: [] };
+  current = { route: r, sub: null, lastId: "", paused: false, count: 0, series: [] };
   $("pause").setAttribute("aria-pressed", "false");
   $("pause").textContent = "Pause";
   connect("");
 }
 
 function closeRoute() {
-  if (current && current.abort) current.abort.abort();
+  if (current && current.sub) current.sub.close();
   current = null;
   $("route").hidden = true;
   $("list").hidden = false;
@@ -206,7 +175,7 @@ $("clear").addEventListener("click", () => $("events").replaceChildren());
 $("drop").addEventListener("click", () => {
   if (!current) return;
   const from = current.lastId;
-  current.abort.abort();
+  current.sub.close();
   setState("dropped");
   $("note").textContent = `Dropped; resuming from ${from || "the live head"} in 1 s…`;
   setTimeout(() => { if (current) { connect(from); $("note").textContent = `Resumed from ${from || "the live head"}.`; } }, 1000);

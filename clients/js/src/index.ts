@@ -1,0 +1,23 @@
+// sse-bridge-client: a Server-Sent Events client that keeps sse-bridge's resume
+// contract through every error a stream meets.
+//
+//   import { connect } from "sse-bridge-client";
+//   const sub = connect("https://bridge.example/streams/orders", { getToken, persist: "session" });
+//   sub.on("paid", (e) => show(e.json()));
+//   sub.on("state", (s) => badge.textContent = s);
+
+import { Subscription } from "./subscription.js";
+import type { ConnectOptions } from "./types.js";
+
+export { Subscription } from "./subscription.js";
+export { EventStreamParser } from "./parser.js";
+export type { ParsedEvent, ParserSink } from "./parser.js";
+export { memoryStore, webStorage } from "./store.js";
+export { backoffDelay, isFatal, retryAfter } from "./retry.js";
+export type * from "./types.js";
+
+/** Open a stream (a route's URL, or the multiplex path with `options.routes`) that
+ * reconnects until closed, resuming from its last id every time. */
+export function connect(url: string | URL, options?: ConnectOptions): Subscription {
+  return new Subscription(url, options);
+}
