@@ -159,3 +159,28 @@ ensure_chromium() {
   fi
   CHROMEDRIVER="$(command -v chromedriver)"
 }
+
+# ensure_nats: Debian's nats-server (JetStream) for the NATS source's tests and demo.
+ensure_nats() {
+  if ! command -v nats-server >/dev/null; then
+    log "installing nats-server"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nats-server >/dev/null
+  fi
+  NATS_SERVER="$(command -v nats-server)"
+}
+
+# start_nats NAME: a NATS server with JetStream on a free port, its store in a fresh
+# directory; sets NATS_URL and NATS_PID.
+start_nats() {
+  local name="${1:-nats}" port dir
+  ensure_nats
+  port="$(free_port)"
+  dir="$WORK/$name.$port"
+  rm -rf "$dir" && mkdir -p "$dir"
+  "$NATS_SERVER" -a 127.0.0.1 -p "$port" -js -sd "$dir/store" >"$dir/server.log" 2>&1 &
+  NATS_PID=$!
+  started nats-server "$NATS_PID" "$port" "$dir/server.log" || return 1
+  NATS_URL="nats://127.0.0.1:$port"
+  log "nats-server on 127.0.0.1:$port (pid $NATS_PID, log $dir/server.log)"
+}

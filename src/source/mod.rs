@@ -1,6 +1,6 @@
 //! Source adapters: the closed set of backends that feed routes, and the plug they fit.
 //!
-//! An adapter is one folder (`kafka/`, `mongo/`) owning its config section and its
+//! An adapter is one folder (`kafka/`, `mongo/`, `nats/`) owning its config section and its
 //! validation, its position type (a [`Position`]), its shared reader, its catch-up, its
 //! client planning and how the console describes it. The rest of the crate sees only
 //! this facade: [`SourceConfig`] (a route's parsed `source` table) and [`Source`] (a
@@ -24,6 +24,7 @@
 mod catchup;
 pub mod kafka;
 pub mod mongo;
+pub mod nats;
 mod route;
 
 use std::any::Any;
@@ -50,7 +51,7 @@ use crate::position::{Decode, Position};
 use crate::problems::Problems;
 
 /// The closed list of adapters: adding a source is a folder and one line here.
-const ADAPTERS: &[&Adapter] = &[&kafka::ADAPTER, &mongo::ADAPTER];
+const ADAPTERS: &[&Adapter] = &[&kafka::ADAPTER, &mongo::ADAPTER, &nats::ADAPTER];
 
 /// An adapter as the facade knows it before any route uses it.
 pub struct Adapter {

@@ -525,6 +525,46 @@ impl SseClient {
     }
 }
 
+/// URL of the NATS server (JetStream) the test script started.
+pub fn nats_url() -> String {
+    std::env::var("SSE_BRIDGE_TEST_NATS").unwrap_or_else(|_| {
+        panic!("SSE_BRIDGE_TEST_NATS is not set: run the tests with scripts/test, which starts nats-server and sets it")
+    })
+}
+
+/// A JetStream context on `url`.
+pub async fn jetstream(url: &str) -> async_nats::jetstream::Context {
+    let c = async_nats::connect(url)
+        .await
+        .expect("connect to nats-server");
+    async_nats::jetstream::new(c)
+}
+
+/// TOML of a one-route config on the NATS stream `stream` at `url` (`source_extra` goes
+/// into the source table, `route_extra` into the route), on ephemeral ports.
+pub fn nats_config(
+    route: &str,
+    url: &str,
+    stream: &str,
+    source_extra: &str,
+    route_extra: &str,
+) -> String {
+    format!(
+        r#"
+{TEST_SERVER}source_wait = "5s"
+
+[[routes]]
+name = "{route}"
+{route_extra}
+[routes.source]
+type = "nats"
+servers = ["{url}"]
+stream = "{stream}"
+{source_extra}
+"#
+    )
+}
+
 /// URI of the MongoDB-protocol replica set the test script started.
 pub fn mongo_uri() -> String {
     std::env::var("SSE_BRIDGE_TEST_MONGO").unwrap_or_else(|_| {
