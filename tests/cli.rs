@@ -122,7 +122,9 @@ fn environment_overrides_set_routes_by_name_and_refuse_unknown_routes() {
     let (code, out) = run(&[("SSE_BRIDGE__ROUTES__ordres__MAX_CONNECTIONS", "5")]);
     assert_eq!(code, 2, "{out}");
     assert!(
-        out.contains("names route `ordres`, which is not configured (routes: orders, inventory, shipments)"),
+        out.contains(
+            "names route `ordres`, which is not configured (routes: orders, inventory, shipments)"
+        ),
         "{out}"
     );
     // Validation still applies to overridden values, with the field's path.

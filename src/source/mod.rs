@@ -25,7 +25,9 @@ mod catchup;
 pub mod kafka;
 pub mod mongo;
 pub mod nats;
+mod reconnect;
 mod route;
+mod value;
 
 use std::any::Any;
 use std::fmt;
@@ -42,7 +44,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use catchup::{CatchupConfig, CatchupLimits, CatchupPool, CatchupRead, Permit, MIN_PREFETCH};
+pub use reconnect::reconnecting;
 pub use route::{EventNameConfig, ReplayConfig, RouteOptions, StartPosition};
+pub use value::{put_bytes, put_value, ValueFormat};
 
 use crate::bus::{Cursor, Event, Hub, Selector};
 use crate::event_id::{IdError, RawId};

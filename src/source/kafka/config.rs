@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::msk_iam::MskIamConfig;
 use crate::problems::Problems;
+use crate::source::ValueFormat;
 
 /// Properties sse-bridge sets itself; a route may not override them.
 const RESERVED: &[&str] = &[
@@ -37,20 +38,6 @@ pub struct KafkaSourceConfig {
     /// Sign in to Amazon MSK with IAM (SASL/OAUTHBEARER, a SigV4-signed token).
     #[serde(default)]
     pub aws_msk_iam: Option<MskIamConfig>,
-}
-
-/// `value_format`: how an envelope carries the record value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ValueFormat {
-    /// `"value"` is the value as a string (UTF-8; else `"value_base64"`). The default.
-    #[default]
-    Text,
-    /// `"value"` is the value parsed as JSON; a value that is not JSON is never put
-    /// there: it goes to `"value_text"` (or `"value_base64"`) instead.
-    Json,
-    /// `"value"` is the value parsed as JSON when it is JSON, else the value as a string.
-    Auto,
 }
 
 /// librdkafka properties; `Debug` hides the values of secret-looking keys.

@@ -26,28 +26,9 @@ use crate::sse;
 const REFRESH: Duration = Duration::from_millis(500);
 const WATERMARK_EVERY: u64 = 4;
 const WARMUP_CHECK: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub(super) async fn run(src: Arc<KafkaSource>, cancel: CancellationToken) {
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        match run_once(&src, &cancel).await {
-            Ok(()) => return,
-            Err(e) => {
-                src.metrics.source_errors.inc();
-                warn!(route = %src.route, error = %e, retry_in = ?backoff, "kafka source failed");
-                src.hub.set_state(|s| {
-                    s.connected = false;
-                    s.last_error = Some(e.to_string());
-                });
-            }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
+    crate::source::reconnecting(&src.hub, "kafka", &cancel, || run_once(&src, &cancel)).await
 }
 
 /// Blocking query on the consumer, off the async threads.

@@ -23,7 +23,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{KafkaSourceConfig, Properties, ValueFormat};
+pub use crate::source::ValueFormat;
+pub use config::{KafkaSourceConfig, Properties};
 pub use library::{librdkafka, missing_features, REQUIRED_FEATURES};
 pub use msk_iam::MskIamConfig;
 use msk_iam::{KafkaContext, MskIam};

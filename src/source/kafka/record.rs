@@ -10,9 +10,9 @@ use serde_json::{json, Map, Value};
 
 use bytes::Bytes;
 
-use super::config::ValueFormat;
 use crate::bus::{Attrs, Selector};
 use crate::source::EventNameConfig;
+use crate::source::{put_bytes, put_value, ValueFormat};
 use crate::sse::{self, Frame};
 
 /// What an event's `data:` carries (`payload = "..."` of a Kafka route).
@@ -51,23 +51,6 @@ pub struct RecordEncoder {
     value_format: ValueFormat,
     event_name: EventNameConfig,
     selectors: std::sync::Arc<[Selector]>,
-}
-
-/// Text as a JSON field pair: `name` when UTF-8, `name_base64` otherwise.
-fn put_bytes(obj: &mut Map<String, Value>, name: &str, bytes: Option<&[u8]>) {
-    match bytes {
-        None => {
-            obj.insert(name.to_owned(), Value::Null);
-        }
-        Some(b) => match std::str::from_utf8(b) {
-            Ok(s) => {
-                obj.insert(name.to_owned(), Value::String(s.to_owned()));
-            }
-            Err(_) => {
-                obj.insert(format!("{name}_base64"), Value::String(STANDARD.encode(b)));
-            }
-        },
-    }
 }
 
 impl RecordEncoder {
@@ -184,25 +167,7 @@ impl RecordEncoder {
             })
             .unwrap_or_default();
         obj.insert("headers".into(), Value::Array(headers));
-        let payload = msg.payload();
-        let parsed = || payload.and_then(|b| serde_json::from_slice::<Value>(b).ok());
-        match self.value_format {
-            ValueFormat::Text => put_bytes(&mut obj, "value", payload),
-            // A tombstone's value is null in every format.
-            _ if payload.is_none() => put_bytes(&mut obj, "value", None),
-            ValueFormat::Json => match parsed() {
-                Some(v) => {
-                    obj.insert("value".into(), v);
-                }
-                None => put_bytes(&mut obj, "value_text", payload),
-            },
-            ValueFormat::Auto => match parsed() {
-                Some(v) => {
-                    obj.insert("value".into(), v);
-                }
-                None => put_bytes(&mut obj, "value", payload),
-            },
-        }
+        put_value(&mut obj, self.value_format, msg.payload());
         Value::Object(obj)
     }
 }

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use crate::problems::Problems;
+pub use crate::source::ValueFormat;
 
 /// A JetStream stream (or the subjects of it a filter picks) feeding one route. The
 /// route's position is the stream sequence after the last message delivered.
@@ -34,20 +35,6 @@ pub struct NatsSourceConfig {
     /// How an envelope (`payload = "envelope"`) carries the message data.
     #[serde(default)]
     pub value_format: ValueFormat,
-}
-
-/// `value_format`: how an envelope carries the message data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ValueFormat {
-    /// `"value"` is the data as a string (UTF-8; else `"value_base64"`). The default.
-    #[default]
-    Text,
-    /// `"value"` is the data parsed as JSON; data that is not JSON goes to
-    /// `"value_text"` (or `"value_base64"`) instead.
-    Json,
-    /// `"value"` is the data parsed as JSON when it is JSON, else as a string.
-    Auto,
 }
 
 /// A stream name as JetStream accepts it.

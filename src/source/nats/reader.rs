@@ -20,30 +20,11 @@ use crate::position::Position;
 use crate::source::SourceError;
 use crate::sse;
 
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The stream's info (lag, purges) is read this often.
 const REFRESH: Duration = Duration::from_secs(1);
 
 pub(super) async fn run(src: Arc<NatsSource>, cancel: CancellationToken) {
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        match run_once(&src, &cancel).await {
-            Ok(()) => return,
-            Err(e) => {
-                src.metrics.source_errors.inc();
-                warn!(route = %src.route, error = %e, retry_in = ?backoff, "nats source failed");
-                src.hub.set_state(|s| {
-                    s.connected = false;
-                    s.last_error = Some(e.to_string());
-                });
-            }
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
+    crate::source::reconnecting(&src.hub, "nats", &cancel, || run_once(&src, &cancel)).await
 }
 
 /// An `event: reset` moving the route to `next`: the messages from `requested` on that

@@ -9,9 +9,9 @@ use base64::Engine;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::config::ValueFormat;
 use crate::bus::{Attrs, Selector};
 use crate::source::EventNameConfig;
+use crate::source::{put_value, ValueFormat};
 use crate::sse::{self, Frame};
 
 /// What an event's `data:` carries (`payload = "..."` of a NATS route).
@@ -70,16 +70,6 @@ pub struct MsgEncoder {
     value_format: ValueFormat,
     event_name: EventNameConfig,
     selectors: std::sync::Arc<[Selector]>,
-}
-
-fn put_bytes(obj: &mut Map<String, Value>, name: &str, bytes: &[u8]) {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => obj.insert(name.to_owned(), Value::String(s.to_owned())),
-        Err(_) => obj.insert(
-            format!("{name}_base64"),
-            Value::String(STANDARD.encode(bytes)),
-        ),
-    };
 }
 
 impl MsgEncoder {
@@ -144,22 +134,7 @@ impl MsgEncoder {
             .flat_map(|(n, vs)| vs.iter().map(move |v| json!({ "name": n, "value": v })))
             .collect();
         obj.insert("headers".into(), Value::Array(headers));
-        let parsed = || serde_json::from_slice::<Value>(&m.data).ok();
-        match self.value_format {
-            ValueFormat::Text => put_bytes(&mut obj, "value", &m.data),
-            ValueFormat::Json => match parsed() {
-                Some(v) => {
-                    obj.insert("value".into(), v);
-                }
-                None => put_bytes(&mut obj, "value_text", &m.data),
-            },
-            ValueFormat::Auto => match parsed() {
-                Some(v) => {
-                    obj.insert("value".into(), v);
-                }
-                None => put_bytes(&mut obj, "value", &m.data),
-            },
-        }
+        put_value(&mut obj, self.value_format, Some(&m.data));
         Value::Object(obj)
     }
 }
