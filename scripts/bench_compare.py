@@ -1,6 +1,6 @@
-"""Summarise scripts/bench compare-1k: per server, the highest event rate whose fan-out kept
+"""Summarise scripts/bench compare-1k (or sources-1k): per server (or source), the highest event rate whose fan-out kept
 p99 latency under 50 ms with nothing lost or duplicated (the knee), deliveries per second
-there, and deliveries per server CPU-second; writes compare-1k.json beside the runs."""
+there, and deliveries per server CPU-second; writes <dir name>.json beside the runs."""
 import glob
 import json
 import os
@@ -45,4 +45,5 @@ if "sse-bridge" in summary and "nginx+nchan" in summary:
         print(f"knee ratio sse-bridge / nchan: {a['knee_deliveries_per_second'] / b['knee_deliveries_per_second']:.2f}x")
     if b["best_deliveries_per_cpu_second"]:
         print(f"efficiency ratio: {a['best_deliveries_per_cpu_second'] / b['best_deliveries_per_cpu_second']:.2f}x")
-json.dump(summary, open(os.path.join(os.path.dirname(d.rstrip('/')), "compare-1k.json"), "w"), indent=2)
+name = os.path.basename(d.rstrip('/'))
+json.dump(summary, open(os.path.join(os.path.dirname(d.rstrip('/')), f"{name}.json"), "w"), indent=2)

@@ -233,13 +233,23 @@ async fn a_purged_sequence_is_a_reset_naming_the_available_range() {
         evs[1..].iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
         ["m7", "m8", "m9"]
     );
+    // An id from an earlier stream of that name, beyond this one's end: a reset too.
+    let id = sse_bridge::event_id::encode(&NatsSeq(500));
+    let mut c = SseClient::connect(&format!("http://{}/streams/r", b.http_addr), Some(&id)).await;
+    let evs = c.take(4, T).await;
+    let r: Value = serde_json::from_str(&evs[0].data).unwrap();
+    assert_eq!(
+        (r["cause"].as_str(), r["requested"].as_u64()),
+        (Some("sequence_beyond_stream_end"), Some(500))
+    );
+    assert_eq!(evs[3].data, "m9");
     let m = metrics_text(b.admin_addr).await;
     assert_eq!(
         series_value(
             &m,
             "sse_bridge_resumes_total{outcome=\"reset\",route=\"r\"}"
         ),
-        Some(1.0)
+        Some(2.0)
     );
 }
 

@@ -42,6 +42,13 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         partitions: i32,
     },
+    /// Create a JetStream stream on subjects `<stream>.>` (if missing).
+    NatsStream {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        stream: String,
+    },
     /// Produce sample order events forever (the demo's producer).
     Demo {
         #[arg(long)]
@@ -236,6 +243,10 @@ enum Cmd {
         /// Publish by HTTP POST here instead of producing to Kafka (Nchan's publisher).
         #[arg(long)]
         publish_url: Option<String>,
+        /// Publish to this NATS server's JetStream instead (stream `--topic`, subject
+        /// `<topic>.bench`).
+        #[arg(long)]
+        nats_url: Option<String>,
         /// Events per second produced.
         #[arg(long)]
         rate: u64,
@@ -375,6 +386,7 @@ async fn main() -> anyhow::Result<()> {
             topic,
             partitions,
         } => produce::create_topic(&brokers, &topic, partitions).await,
+        Cmd::NatsStream { url, stream } => produce::create_nats_stream(&url, &stream).await,
         Cmd::Demo {
             brokers,
             topic,
@@ -625,12 +637,25 @@ async fn main() -> anyhow::Result<()> {
             brokers,
             topic,
             publish_url,
+            nats_url,
             rate,
             duration,
             pad,
         } => {
             if let Some(url) = publish_url {
                 return fanout_http(c, url, rate, duration, pad).await;
+            }
+            if let Some(url) = nats_url {
+                produce::create_nats_stream(&url, &topic).await?;
+                let seq0 =
+                    produce::produce_nats(&url, &topic, 10, Duration::from_millis(200), 0, pad)
+                        .await?;
+                let dur = Duration::from_secs_f64(duration);
+                let r = fanout_measure(&c, rate, duration, seq0, async move {
+                    produce::produce_nats(&url, &topic, rate, dur, seq0, pad).await
+                })
+                .await?;
+                return report::emit(&r, c.json.as_deref());
             }
             let p = produce::producer(&brokers)?;
             // Warm the path (metadata, connections) before measuring.

@@ -1,5 +1,5 @@
-//! The Kafka side of a benchmark: create the topic, produce timestamped, sequenced
-//! events at a fixed rate.
+//! The source side of a benchmark: create the Kafka topic (or NATS stream), produce
+//! timestamped, sequenced events at a fixed rate.
 
 use std::time::Duration;
 
@@ -144,6 +144,45 @@ pub async fn publish_http(
             let resp = sender.send_request(req).await?;
             anyhow::ensure!(resp.status().is_success(), "publish: {}", resp.status());
             let _ = resp.into_body().collect().await;
+            seq += 1;
+        }
+    }
+    Ok(seq)
+}
+
+/// Create the JetStream stream `stream` on subjects `<stream>.>` (an existing one is
+/// fine).
+pub async fn create_nats_stream(url: &str, stream: &str) -> anyhow::Result<()> {
+    let js = async_nats::jetstream::new(async_nats::connect(url).await?);
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: stream.to_owned(),
+        subjects: vec![format!("{stream}.>")],
+        ..Default::default()
+    })
+    .await?;
+    Ok(())
+}
+
+/// Publish like [`produce`], to JetStream subject `<stream>.bench` (each publish
+/// acknowledged before the next, so events stay in order).
+pub async fn produce_nats(
+    url: &str,
+    stream: &str,
+    rate: u64,
+    dur: Duration,
+    seq0: u64,
+    pad: usize,
+) -> anyhow::Result<u64> {
+    let js = async_nats::jetstream::new(async_nats::connect(url).await?);
+    let subject = format!("{stream}.bench");
+    let padding = "x".repeat(pad);
+    let mut pace = Pacer::new(rate, dur);
+    let mut seq = seq0;
+    while let Some(due) = pace.due(seq - seq0).await {
+        while seq - seq0 < due {
+            js.publish(subject.clone(), event(seq, &padding).into())
+                .await?
+                .await?;
             seq += 1;
         }
     }

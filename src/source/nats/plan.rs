@@ -92,7 +92,7 @@ impl NatsSource {
     /// Resume after the message before `asked`.
     async fn resume(self: &Arc<Self>, asked: NatsSeq) -> Result<Plan, SourceError> {
         let w = self.window();
-        if w.head.is_known() && (asked == w.head || asked.0 >= w.base.0) && asked.is_known() {
+        if w.head.is_known() && asked.is_known() && asked.0 >= w.base.0 && asked.0 <= w.head.0 {
             return Ok(self.ring_plan(asked, &w, Vec::new(), Some(ResumeOutcome::Buffer)));
         }
         let (first, last) = self.bounds().await?;
