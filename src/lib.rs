@@ -16,7 +16,8 @@
 //!   name), validation;
 //!   each adapter parses and checks its own `source` section.
 //! - floor 4: `http` — the one stream path (`native` reads, `open` checks and plans,
-//!   `stream` and `fanout` write), the warp surface (console, preflights, errors, admin).
+//!   `stream` and `fanout` write), the warp surface (console, the JavaScript client at
+//!   `/client/`, preflights, errors, admin).
 //! - floor 5: this crate root (start, drain, run), `route_set` (starting routes,
 //!   reloading) and `watch` (reloading when the configuration or its key files change).
 //!
