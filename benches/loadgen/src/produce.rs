@@ -163,8 +163,9 @@ pub async fn create_nats_stream(url: &str, stream: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Publish like [`produce`], to JetStream subject `<stream>.bench` (each publish
-/// acknowledged before the next, so events stay in order).
+/// Publish like [`produce`], to JetStream subject `<stream>.bench`: in order on one
+/// connection, up to 256 publishes awaiting their acknowledgement at once (awaiting each
+/// before the next would cap the rate at one per round trip).
 pub async fn produce_nats(
     url: &str,
     stream: &str,
@@ -178,13 +179,21 @@ pub async fn produce_nats(
     let padding = "x".repeat(pad);
     let mut pace = Pacer::new(rate, dur);
     let mut seq = seq0;
+    let mut acks = std::collections::VecDeque::new();
     while let Some(due) = pace.due(seq - seq0).await {
         while seq - seq0 < due {
-            js.publish(subject.clone(), event(seq, &padding).into())
-                .await?
-                .await?;
+            acks.push_back(
+                js.publish(subject.clone(), event(seq, &padding).into())
+                    .await?,
+            );
             seq += 1;
+            if acks.len() >= 256 {
+                acks.pop_front().expect("in flight").await?;
+            }
         }
+    }
+    for ack in acks {
+        ack.await?;
     }
     Ok(seq)
 }
