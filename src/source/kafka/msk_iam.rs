@@ -357,11 +357,15 @@ impl MskIam {
         })
     }
 
-    /// Wait for the first sign-in: `Ok` once a token is kept, the sign-in error (as the
-    /// source being unavailable) if the first attempt failed.
+    /// Wait for a sign-in: `Ok` while a kept token is valid, else once one is signed;
+    /// the sign-in error (as the source being unavailable) if the last attempt failed.
     pub(super) async fn ready(&self) -> Result<(), SourceError> {
         let mut rx = self.status.subscribe();
         loop {
+            // A kept token still valid will do, whatever the last renewal said.
+            if self.current().is_ok() {
+                return Ok(());
+            }
             match &*rx.borrow_and_update() {
                 Status::Ready => return Ok(()),
                 Status::Failed(e) => {
@@ -572,5 +576,25 @@ mod tests {
         let t = ctx.generate_oauth_token(None).unwrap();
         assert_eq!(t.token, "t");
         assert!(KafkaContext::default().generate_oauth_token(None).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_failed_renewal_keeps_the_route_up_while_the_kept_token_is_valid() {
+        let metrics = crate::metrics::Metrics::new(prometheus::Registry::new())
+            .unwrap()
+            .route("r");
+        let cfg = MskIamConfig {
+            region: Some("eu-west-1".into()),
+            ..Default::default()
+        };
+        let iam = MskIam::new("r", &cfg, &[], metrics);
+        iam.status.send_replace(Status::Failed("sts down".into()));
+        let err = iam.ready().await.unwrap_err().to_string();
+        assert!(err.contains("sts down"), "{err}");
+        *iam.kept.lock() = Some(Token {
+            value: "t".into(),
+            expires_ms: epoch_ms(SystemTime::now()) + 600_000,
+        });
+        assert!(iam.ready().await.is_ok());
     }
 }
