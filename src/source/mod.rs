@@ -46,7 +46,7 @@ use tokio_util::task::TaskTracker;
 pub use catchup::{CatchupConfig, CatchupLimits, CatchupPool, CatchupRead, Permit, MIN_PREFETCH};
 pub use reconnect::reconnecting;
 pub use route::{EventNameConfig, ReplayConfig, RouteOptions, StartPosition};
-pub use value::{put_bytes, put_value, ValueFormat};
+pub use value::{put_bytes, put_value, validate_record_route, RecordPayload, ValueFormat};
 
 use crate::bus::{Cursor, Event, Hub, Selector};
 use crate::event_id::{IdError, RawId};

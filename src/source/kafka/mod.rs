@@ -54,30 +54,14 @@ impl SourceSpec for KafkaSourceConfig {
 
     fn validate(&self, route: &RouteOptions, at: &str, p: &mut Problems) {
         KafkaSourceConfig::validate(self, &format!("{at}.source"), p);
-        if let Some(d) = &route.event_name.default {
-            if record::RESERVED.contains(&d.as_str()) {
-                p.push(
-                    format!("{at}.event_name.default"),
-                    format!("`{d}` is a name the bridge gives events itself"),
-                );
-            }
-        }
-        if let Some(mode) = &route.payload {
-            if !PayloadMode::NAMES.contains(&mode.as_str()) {
-                p.push(
-                    format!("{at}.payload"),
-                    "must be `value` or `envelope` for a kafka source",
-                );
-            }
-        }
-        if self.value_format != ValueFormat::Text
-            && PayloadMode::of(route.payload.as_deref()) != PayloadMode::Envelope
-        {
-            p.push(
-                format!("{at}.source.value_format"),
-                "applies to `payload = \"envelope\"` only (in `value` mode the value is sent as-is)",
-            );
-        }
+        crate::source::validate_record_route(
+            "kafka",
+            route,
+            self.value_format,
+            record::RESERVED,
+            at,
+            p,
+        );
     }
 
     fn supports(&self, selector: &Selector) -> bool {

@@ -546,8 +546,8 @@ mod tests {
         assert!(!text.contains("security.protocol"), "{text}");
     }
 
-    #[test]
-    fn callback_hands_out_only_a_fresh_token() {
+    /// A route's login in eu-west-1, not started.
+    fn login() -> Arc<MskIam> {
         let metrics = crate::metrics::Metrics::new(prometheus::Registry::new())
             .unwrap()
             .route("r");
@@ -555,7 +555,12 @@ mod tests {
             region: Some("eu-west-1".into()),
             ..Default::default()
         };
-        let iam = MskIam::new("r", &cfg, &[], metrics);
+        MskIam::new("r", &cfg, &[], metrics)
+    }
+
+    #[test]
+    fn callback_hands_out_only_a_fresh_token() {
+        let iam = login();
         let ctx = KafkaContext {
             iam: Some(iam.clone()),
         };
@@ -580,14 +585,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_renewal_keeps_the_route_up_while_the_kept_token_is_valid() {
-        let metrics = crate::metrics::Metrics::new(prometheus::Registry::new())
-            .unwrap()
-            .route("r");
-        let cfg = MskIamConfig {
-            region: Some("eu-west-1".into()),
-            ..Default::default()
-        };
-        let iam = MskIam::new("r", &cfg, &[], metrics);
+        let iam = login();
         iam.status.send_replace(Status::Failed("sts down".into()));
         let err = iam.ready().await.unwrap_err().to_string();
         assert!(err.contains("sts down"), "{err}");

@@ -15,30 +15,7 @@ use crate::source::EventNameConfig;
 use crate::source::{put_bytes, put_value, ValueFormat};
 use crate::sse::{self, Frame};
 
-/// What an event's `data:` carries (`payload = "..."` of a Kafka route).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PayloadMode {
-    /// `value` (default): the record value as-is (UTF-8); a non-UTF-8 value is sent
-    /// base64 as `event: binary`.
-    Value,
-    /// `envelope`: a JSON envelope with topic, partition, offset, timestamp, key, headers
-    /// and value.
-    Envelope,
-}
-
-impl PayloadMode {
-    /// The names a route may give, default first.
-    pub const NAMES: &'static [&'static str] = &["value", "envelope"];
-
-    /// The mode a route's `payload` names (`None`: the default; unknown names too, which
-    /// validation reports).
-    pub fn of(name: Option<&str>) -> PayloadMode {
-        match name {
-            Some("envelope") => PayloadMode::Envelope,
-            _ => PayloadMode::Value,
-        }
-    }
-}
+pub use crate::source::RecordPayload as PayloadMode;
 
 /// Event names the bridge gives events itself: a record's header never chooses them (it
 /// gets [`EventNameConfig::reserved_prefix`] before it).

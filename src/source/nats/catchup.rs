@@ -11,24 +11,19 @@ use futures::StreamExt;
 use super::{msg_of, NatsSeq, NatsSource};
 use crate::bus::Event;
 use crate::event_id;
-use crate::source::{CatchupRead, CatchupStream, SourceError};
+use crate::source::{CatchupRead, SourceError};
 
 /// The read of sequences `from` up to (not including) `end`.
 pub(super) fn read(src: Arc<NatsSource>, from: u64, end: u64) -> CatchupRead {
     CatchupRead {
         base: Box::new(NatsSeq(from)),
         end: Some(Box::new(NatsSeq(end))),
-        raw: stream(src, from, end),
+        raw: Box::pin(events(src, from, end)),
     }
 }
 
-fn stream(src: Arc<NatsSource>, from: u64, end: u64) -> CatchupStream {
-    let events = async_stream(src, from, end);
-    Box::pin(events)
-}
-
 /// The events of `from..end`, as a stream.
-fn async_stream(
+fn events(
     src: Arc<NatsSource>,
     from: u64,
     end: u64,

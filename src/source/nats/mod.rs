@@ -31,6 +31,7 @@ use crate::source::{
     parse_section, spawn, Adapter, CatchupPool, ClientStart, Plan, Reader, RouteOptions,
     SourceError, SourceSpec, StartPosition, Wiring,
 };
+use crate::sse::{self, Frame};
 
 /// The NATS JetStream adapter (`type = "nats"`).
 pub const ADAPTER: Adapter = Adapter {
@@ -46,30 +47,14 @@ impl SourceSpec for NatsSourceConfig {
 
     fn validate(&self, route: &RouteOptions, at: &str, p: &mut Problems) {
         NatsSourceConfig::validate(self, &format!("{at}.source"), p);
-        if let Some(d) = &route.event_name.default {
-            if record::RESERVED.contains(&d.as_str()) {
-                p.push(
-                    format!("{at}.event_name.default"),
-                    format!("`{d}` is a name the bridge gives events itself"),
-                );
-            }
-        }
-        if let Some(mode) = &route.payload {
-            if !PayloadMode::NAMES.contains(&mode.as_str()) {
-                p.push(
-                    format!("{at}.payload"),
-                    "must be `value` or `envelope` for a nats source",
-                );
-            }
-        }
-        if self.value_format != ValueFormat::Text
-            && PayloadMode::of(route.payload.as_deref()) != PayloadMode::Envelope
-        {
-            p.push(
-                format!("{at}.source.value_format"),
-                "applies to `payload = \"envelope\"` only (in `value` mode the data is sent as-is)",
-            );
-        }
+        crate::source::validate_record_route(
+            "nats",
+            route,
+            self.value_format,
+            record::RESERVED,
+            at,
+            p,
+        );
     }
 
     /// `key` compares the subject; `header:NAME` a message header.
@@ -257,6 +242,28 @@ impl NatsSource {
         let pending = consumer.cached_info().num_pending;
         let messages = consumer.messages().await.map_err(unavailable)?;
         Ok((messages, pending))
+    }
+}
+
+impl NatsSource {
+    /// The frame of an `event: reset`: sequences from `requested` on are gone (`cause`);
+    /// the stream holds `first..=last` and the route goes on at `next`.
+    fn reset_frame(&self, cause: &str, requested: u64, first: u64, last: u64, next: u64) -> Frame {
+        let data = serde_json::json!({
+            "reason": "position_unavailable",
+            "route": self.route,
+            "stream": self.cfg.stream,
+            "requested": requested,
+            "earliest": first,
+            "latest": last,
+            "resumed_from": next,
+            "cause": cause,
+        });
+        sse::frame(
+            &crate::event_id::encode(&NatsSeq(next)),
+            Some("reset"),
+            Some(&data.to_string()),
+        )
     }
 }
 

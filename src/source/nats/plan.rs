@@ -8,15 +8,12 @@ use std::sync::Arc;
 use async_nats::jetstream::consumer::DeliverPolicy;
 use bytes::Bytes;
 use futures::StreamExt;
-use serde_json::json;
 
 use super::{catchup, msg_of, seq_of, unavailable, NatsSeq, NatsSource, TIMEOUT};
 use crate::bus::Cursor;
-use crate::event_id;
 use crate::metrics::ResumeOutcome;
 use crate::position::Position;
 use crate::source::{ClientStart, Plan, SourceError, StartPosition};
-use crate::sse;
 
 /// The ring as a NATS route sees it.
 struct Window {
@@ -109,22 +106,7 @@ impl NatsSource {
         } else {
             "sequence_beyond_stream_end"
         };
-        let data = json!({
-            "reason": "position_unavailable",
-            "route": self.route,
-            "stream": self.cfg.stream,
-            "requested": asked.0,
-            "earliest": first,
-            "latest": last,
-            "resumed_from": first,
-            "cause": cause,
-        });
-        let reset = sse::frame(
-            &event_id::encode(&NatsSeq(first)),
-            Some("reset"),
-            Some(&data.to_string()),
-        )
-        .bytes;
+        let reset = self.reset_frame(cause, asked.0, first, last, first).bytes;
         self.from_seq(NatsSeq(first), vec![reset], Some(ResumeOutcome::Reset))
             .await
     }

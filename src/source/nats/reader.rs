@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::DeliverPolicy;
 use futures::StreamExt;
-use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -18,7 +17,6 @@ use crate::bus::Event;
 use crate::event_id;
 use crate::position::Position;
 use crate::source::SourceError;
-use crate::sse;
 
 /// The stream's info (lag, purges) is read this often.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -28,28 +26,17 @@ pub(super) async fn run(src: Arc<NatsSource>, cancel: CancellationToken) {
 }
 
 /// An `event: reset` moving the route to `next`: the messages from `requested` on that
-/// the route had not delivered are gone (`reason`).
-pub(super) fn reset_event(
+/// the route had not delivered are gone (`cause`).
+fn reset_event(
     src: &NatsSource,
-    reason: &str,
+    cause: &str,
     requested: u64,
     first: u64,
     last: u64,
     next: u64,
 ) -> Event {
-    let data = json!({
-        "reason": "position_unavailable",
-        "route": src.route,
-        "stream": src.cfg.stream,
-        "requested": requested,
-        "earliest": first,
-        "latest": last,
-        "resumed_from": next,
-        "cause": reason,
-    });
-    let id = event_id::encode(&NatsSeq(next));
     Event {
-        frame: sse::frame(&id, Some("reset"), Some(&data.to_string())),
+        frame: src.reset_frame(cause, requested, first, last, next),
         step: NatsSeq::restart(next),
         timestamp_ms: None,
         attrs: None,

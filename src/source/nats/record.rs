@@ -14,28 +14,7 @@ use crate::source::EventNameConfig;
 use crate::source::{put_value, ValueFormat};
 use crate::sse::{self, Frame};
 
-/// What an event's `data:` carries (`payload = "..."` of a NATS route).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PayloadMode {
-    /// `value` (default): the message data as-is (UTF-8); other data is sent base64 as
-    /// `event: binary`.
-    Value,
-    /// `envelope`: JSON with stream, subject, seq, timestamp, headers and value.
-    Envelope,
-}
-
-impl PayloadMode {
-    /// The names a route may give, default first.
-    pub const NAMES: &'static [&'static str] = &["value", "envelope"];
-
-    /// The mode a route's `payload` names (unknown names too, which validation reports).
-    pub fn of(name: Option<&str>) -> PayloadMode {
-        match name {
-            Some("envelope") => PayloadMode::Envelope,
-            _ => PayloadMode::Value,
-        }
-    }
-}
+pub use crate::source::RecordPayload as PayloadMode;
 
 /// Event names the bridge gives events itself: a header never chooses them.
 pub const RESERVED: &[&str] = &["reset", "expired", "binary"];
