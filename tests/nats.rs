@@ -253,6 +253,57 @@ async fn a_purged_sequence_is_a_reset_naming_the_available_range() {
     );
 }
 
+/// The ring still reaches back to the stream's new first sequence: the reset's rest is
+/// read from memory, and the resume still counts as a reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purged_sequence_served_from_the_ring_is_still_a_reset() {
+    let url = nats_url();
+    let js = jetstream(&url).await;
+    let s = name("purge-ring");
+    stream(&js, &s).await;
+    for i in 0..10 {
+        publish(&js, &format!("{s}.a"), &format!("m{i}"), &[]).await;
+    }
+    // The ring holds sequences 6..=10.
+    let b = bridge(&nats_config(
+        "r",
+        &url,
+        &s,
+        "",
+        "replay = { max_events = 5 }",
+    ))
+    .await;
+    js.get_stream(&s)
+        .await
+        .unwrap()
+        .purge()
+        .keep(3)
+        .await
+        .expect("purge");
+    let id = sse_bridge::event_id::encode(&NatsSeq(3));
+    let mut c = SseClient::connect(&format!("http://{}/streams/r", b.http_addr), Some(&id)).await;
+    let evs = c.take(4, T).await;
+    assert_eq!(evs[0].event, "reset");
+    let r: Value = serde_json::from_str(&evs[0].data).unwrap();
+    assert_eq!(
+        (r["requested"].as_u64(), r["resumed_from"].as_u64()),
+        (Some(3), Some(8))
+    );
+    assert_eq!(
+        evs[1..].iter().map(|e| e.data.clone()).collect::<Vec<_>>(),
+        ["m7", "m8", "m9"]
+    );
+    let m = metrics_text(b.admin_addr).await;
+    assert_eq!(
+        series_value(
+            &m,
+            "sse_bridge_resumes_total{outcome=\"reset\",route=\"r\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subject_filter_and_client_filters_on_subject_and_headers() {
     let url = nats_url();

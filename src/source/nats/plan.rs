@@ -120,8 +120,11 @@ impl NatsSource {
         outcome: Option<ResumeOutcome>,
     ) -> Result<Plan, SourceError> {
         let w = self.window();
+        // A reset stays a reset wherever the rest is read from.
+        let served =
+            |from: ResumeOutcome| outcome.map(|o| if o == ResumeOutcome::Reset { o } else { from });
         if at.0 >= w.base.0 {
-            return Ok(self.ring_plan(at, &w, preamble, outcome.map(|_| ResumeOutcome::Buffer)));
+            return Ok(self.ring_plan(at, &w, preamble, served(ResumeOutcome::Buffer)));
         }
         let src = self.clone();
         let end = w.base.0;
@@ -134,10 +137,7 @@ impl NatsSource {
             next_seq: w.first_seq,
             catchup: Some(catchup),
             preamble,
-            outcome: outcome.map(|o| match o {
-                ResumeOutcome::Reset => ResumeOutcome::Reset,
-                _ => ResumeOutcome::Source,
-            }),
+            outcome: served(ResumeOutcome::Source),
         })
     }
 
