@@ -184,3 +184,80 @@ start_nats() {
   NATS_URL="nats://127.0.0.1:$port"
   log "nats-server on 127.0.0.1:$port (pid $NATS_PID, log $dir/server.log)"
 }
+
+# ensure_postgres: Debian's PostgreSQL 15 server binaries (initdb, postgres); sets PG_BIN
+# and PG_USER, the user the server runs as (PostgreSQL refuses to run as root: as root,
+# a system user `ssebridge-pg` is created once).
+ensure_postgres() {
+  if ! [ -x /usr/lib/postgresql/15/bin/postgres ]; then
+    log "installing postgresql-15"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null
+  fi
+  PG_BIN=/usr/lib/postgresql/15/bin
+  if [ "$(id -u)" = 0 ]; then
+    PG_USER=ssebridge-pg
+    id "$PG_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_USER"
+  else
+    PG_USER="$(id -un)"
+  fi
+}
+
+# as_pg CMD...: CMD as the PostgreSQL user.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u "$PG_USER" -- "$@"; else "$@"; fi
+}
+
+# run_postgres DIR PORT: the server of DIR/data (made by start_postgres) on PORT, logging
+# to DIR/server.log; sets PG_PID (tests restart a server of their own with it).
+run_postgres() {
+  local dir="$1" port="$2"
+  ensure_postgres
+  as_pg "$PG_BIN/postgres" -D "$dir/data" -c listen_addresses=127.0.0.1 -c port="$port" \
+    -c unix_socket_directories="$dir" -c wal_level=logical -c max_replication_slots=200 \
+    -c max_wal_senders=200 -c max_connections=300 -c fsync=off -c synchronous_commit=off \
+    -c full_page_writes=off >>"$dir/server.log" 2>&1 &
+  started postgres "$!" "$port" "$dir/server.log" || return 1
+  # The postmaster itself (the job is a shell around runuser around it).
+  PG_PID="$(head -1 "$dir/data/postmaster.pid")"
+  echo "$PG_PID" >"$dir/pid"
+}
+
+# stop_postgres PID DIR: a fast shutdown of the postmaster PID, then DIR removed.
+stop_postgres() {
+  local pid="$1" dir="$2"
+  if [ -n "$pid" ] && kill -INT "$pid" 2>/dev/null; then
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  case "$dir" in /tmp/sse-bridge-*) rm -rf "$dir" ;; esac
+}
+
+# start_postgres NAME: a PostgreSQL 15 server with `wal_level = logical` on a free port,
+# initdb'd into a fresh temporary directory (1 MB WAL segments, so tests that fill WAL
+# stay small), password login (SCRAM) for the superuser `postgres` with password
+# `postgres`, database `bridge`; sets PG_URL, PG_DIR (PG_DATA is its `data`) and PG_PID
+# (the postmaster). Stop it with `stop_postgres "$PG_PID" "$PG_DIR"`.
+start_postgres() {
+  local name="${1:-postgres}" port dir
+  ensure_postgres
+  port="$(free_port)"
+  dir="$(mktemp -d "/tmp/sse-bridge-$name.XXXXXX")"
+  chmod 755 "$dir"
+  chown "$PG_USER" "$dir"
+  echo postgres >"$dir/pwfile" && chown "$PG_USER" "$dir/pwfile"
+  as_pg "$PG_BIN/initdb" -D "$dir/data" -U postgres --pwfile="$dir/pwfile" \
+    --auth=scram-sha-256 --wal-segsize=1 -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; return 1; }
+  run_postgres "$dir" "$port" || return 1
+  PG_DIR="$dir"
+  PG_DATA="$dir/data"
+  local i
+  for i in $(seq 50); do
+    PGPASSWORD=postgres "$PG_BIN/psql" -qAt -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+      -c 'CREATE DATABASE bridge' >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  PG_URL="postgres://postgres:postgres@127.0.0.1:$port/bridge"
+  log "postgres on 127.0.0.1:$port (pid $PG_PID, data $PG_DATA, log $dir/server.log)"
+}

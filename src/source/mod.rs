@@ -25,6 +25,7 @@ mod catchup;
 pub mod kafka;
 pub mod mongo;
 pub mod nats;
+pub mod postgres;
 mod reconnect;
 mod route;
 mod value;
@@ -55,7 +56,12 @@ use crate::position::{Decode, Position};
 use crate::problems::Problems;
 
 /// The closed list of adapters: adding a source is a folder and one line here.
-const ADAPTERS: &[&Adapter] = &[&kafka::ADAPTER, &mongo::ADAPTER, &nats::ADAPTER];
+const ADAPTERS: &[&Adapter] = &[
+    &kafka::ADAPTER,
+    &mongo::ADAPTER,
+    &nats::ADAPTER,
+    &postgres::ADAPTER,
+];
 
 /// An adapter as the facade knows it before any route uses it.
 pub struct Adapter {

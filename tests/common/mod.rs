@@ -724,3 +724,37 @@ pub fn names(evs: &[Event]) -> Vec<String> {
         })
         .collect()
 }
+
+/// URL of the PostgreSQL server (`wal_level = logical`) the test script started.
+pub fn pg_url() -> String {
+    std::env::var("SSE_BRIDGE_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!("SSE_BRIDGE_TEST_POSTGRES is not set: run the tests with scripts/test, which starts PostgreSQL and sets it")
+    })
+}
+
+/// A SQL session on `url` (its connection driven in the background).
+pub async fn pg_client(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to PostgreSQL");
+    tokio::spawn(conn);
+    client
+}
+
+/// TOML of a one-route config on the PostgreSQL database at `url` (`source_extra` goes
+/// into the source table, `route_extra` into the route), on ephemeral ports.
+pub fn pg_config(route: &str, url: &str, source_extra: &str, route_extra: &str) -> String {
+    format!(
+        r#"
+{TEST_SERVER}source_wait = "5s"
+
+[[routes]]
+name = "{route}"
+{route_extra}
+[routes.source]
+type = "postgres"
+url = "{url}"
+{source_extra}
+"#
+    )
+}
