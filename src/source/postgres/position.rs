@@ -184,12 +184,13 @@ mod tests {
         assert_eq!(c.accept(&at(90, 3).step(), true), Accept::Skip);
         assert_eq!(c.accept(&at(100, 2).step(), true), Accept::Take);
         assert_eq!(c, at(100, 2));
-        assert_eq!(c.accept(&at(200, 1).step(), true), Accept::Take);
-        // An idle position: every commit at or after 300 is new.
         // The end of a catch-up read: an id-only frame moving the client.
         assert_eq!(c.accept(&at(150, 0).step(), true), Accept::Take);
         assert_eq!(c, at(150, 0));
         assert_eq!(c.accept(&at(150, 0).step(), true), Accept::Skip);
+        assert_eq!(c.accept(&at(200, 1).step(), true), Accept::Take);
+        assert_eq!(c.accept(&at(150, 0).step(), true), Accept::Skip);
+        // An idle position: every commit at or after 300 is new.
         let mut idle = at(300, 0);
         assert_eq!(idle.accept(&at(200, 5).step(), true), Accept::Skip);
         assert_eq!(idle.accept(&at(300, 1).step(), true), Accept::Take);
