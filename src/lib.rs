@@ -10,7 +10,8 @@
 //!   no source.
 //! - floor 2: [`source`] — the plug (`Adapter`, `SourceSpec`, `Source`, the closed list
 //!   `ADAPTERS`), shared bounded catch-up for every adapter (`CatchupPool`), and one
-//!   folder per adapter ([`source::kafka`], [`source::mongo`], [`source::nats`]);
+//!   folder per adapter ([`source::kafka`], [`source::mongo`], [`source::nats`],
+//!   [`source::postgres`]);
 //!   `auth` — JWT verification and its config.
 //! - floor 3: [`config`] — the file's shape (server, routes), env overrides (routes by
 //!   name), validation;

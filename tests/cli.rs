@@ -123,7 +123,7 @@ fn environment_overrides_set_routes_by_name_and_refuse_unknown_routes() {
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains(
-            "names route `ordres`, which is not configured (routes: orders, inventory, shipments)"
+            "names route `ordres`, which is not configured (routes: orders, inventory, shipments, payments)"
         ),
         "{out}"
     );
