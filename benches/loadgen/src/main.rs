@@ -49,6 +49,13 @@ enum Cmd {
         #[arg(long)]
         stream: String,
     },
+    /// Create a table of bench events (`seq`, `ts`, `pad`) in PostgreSQL (if missing).
+    PgTable {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        table: String,
+    },
     /// Produce sample order events forever (the demo's producer).
     Demo {
         #[arg(long)]
@@ -247,6 +254,10 @@ enum Cmd {
         /// `<topic>.bench`).
         #[arg(long)]
         nats_url: Option<String>,
+        /// Insert rows into this PostgreSQL database instead (table `--topic`, one
+        /// transaction each).
+        #[arg(long)]
+        pg_url: Option<String>,
         /// Events per second produced.
         #[arg(long)]
         rate: u64,
@@ -387,6 +398,7 @@ async fn main() -> anyhow::Result<()> {
             partitions,
         } => produce::create_topic(&brokers, &topic, partitions).await,
         Cmd::NatsStream { url, stream } => produce::create_nats_stream(&url, &stream).await,
+        Cmd::PgTable { url, table } => produce::create_pg_table(&url, &table).await,
         Cmd::Demo {
             brokers,
             topic,
@@ -638,10 +650,23 @@ async fn main() -> anyhow::Result<()> {
             topic,
             publish_url,
             nats_url,
+            pg_url,
             rate,
             duration,
             pad,
         } => {
+            if let Some(url) = pg_url {
+                produce::create_pg_table(&url, &topic).await?;
+                let seq0 =
+                    produce::produce_pg(&url, &topic, 10, Duration::from_millis(200), 0, pad)
+                        .await?;
+                let dur = Duration::from_secs_f64(duration);
+                let r = fanout_measure(&c, rate, duration, seq0, async move {
+                    produce::produce_pg(&url, &topic, rate, dur, seq0, pad).await
+                })
+                .await?;
+                return report::emit(&r, c.json.as_deref());
+            }
             if let Some(url) = publish_url {
                 return fanout_http(c, url, rate, duration, pad).await;
             }

@@ -197,3 +197,59 @@ pub async fn produce_nats(
     }
     Ok(seq)
 }
+
+/// A SQL session on `url`, its connection driven in the background.
+async fn pg(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+/// Create table `table` (`seq`, `ts`, `pad`: a row is an event) if missing.
+pub async fn create_pg_table(url: &str, table: &str) -> anyhow::Result<()> {
+    pg(url)
+        .await?
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (seq bigint PRIMARY KEY, ts bigint NOT NULL, pad text NOT NULL)"
+        ))
+        .await?;
+    Ok(())
+}
+
+/// Produce like [`produce`] as rows of `table`, one transaction (an insert) each, up to
+/// 64 awaiting their commit at once on one connection (it pipelines them, in order).
+pub async fn produce_pg(
+    url: &str,
+    table: &str,
+    rate: u64,
+    dur: Duration,
+    seq0: u64,
+    pad: usize,
+) -> anyhow::Result<u64> {
+    use futures::StreamExt;
+    let client = pg(url).await?;
+    let insert = client
+        .prepare(&format!(
+            "INSERT INTO {table} (seq, ts, pad) VALUES ($1, $2, $3)"
+        ))
+        .await?;
+    let padding = "x".repeat(pad);
+    let mut pace = Pacer::new(rate, dur);
+    let mut seq = seq0;
+    let mut inflight = futures::stream::FuturesOrdered::new();
+    while let Some(due) = pace.due(seq - seq0).await {
+        while seq - seq0 < due {
+            let (c, st, p) = (&client, &insert, &padding);
+            let s = seq as i64;
+            inflight.push_back(async move { c.execute(st, &[&s, &(now_us() as i64), p]).await });
+            seq += 1;
+            if inflight.len() >= 64 {
+                inflight.next().await.expect("in flight")?;
+            }
+        }
+    }
+    while let Some(r) = inflight.next().await {
+        r?;
+    }
+    Ok(seq)
+}
