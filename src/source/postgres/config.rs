@@ -272,6 +272,32 @@ mod tests {
     }
 
     #[test]
+    fn every_problem_is_named_by_its_field() {
+        let c: PostgresSourceConfig = serde_json::from_value(serde_json::json!({
+            "url": "postgres://u@h/db?sslmode=maybe",
+            "publication": "Bad Name",
+            "tables": ["ok", "x;drop"],
+            "create_publication": true,
+            "slot_prefix": "a__b",
+            "stale_slot_after": "1s",
+        }))
+        .unwrap();
+        let mut p = Problems::default();
+        c.validate("routes[0].source", &mut p);
+        let paths: Vec<&str> = p.as_slice().iter().map(|x| x.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "routes[0].source.url",
+                "routes[0].source.publication",
+                "routes[0].source.tables[1]",
+                "routes[0].source.slot_prefix",
+                "routes[0].source.stale_slot_after",
+            ]
+        );
+    }
+
+    #[test]
     fn names() {
         assert_eq!(split_table("orders"), Some(("public", "orders")));
         assert_eq!(split_table("shop.orders"), Some(("shop", "orders")));
