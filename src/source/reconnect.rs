@@ -13,6 +13,8 @@ use crate::bus::Hub;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A run this long was a working connection, not one more failed attempt.
+const HEALTHY: Duration = Duration::from_secs(30);
 
 /// Run `once` until it returns `Ok` (it saw `cancel`) or `cancel` fires; `kind` names
 /// the source in logs.
@@ -24,9 +26,14 @@ where
     let mut backoff = FIRST_BACKOFF;
     let route = hub.metrics().route().to_owned();
     loop {
+        let began = tokio::time::Instant::now();
         match once().await {
             Ok(()) => return,
             Err(e) => {
+                // A connection that held a while starts the backoff over.
+                if began.elapsed() >= HEALTHY {
+                    backoff = FIRST_BACKOFF;
+                }
                 hub.metrics().source_errors.inc();
                 warn!(route = %route, source = kind, error = %e, retry_in = ?backoff, "source failed");
                 hub.set_state(|s| {
