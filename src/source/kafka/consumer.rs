@@ -237,6 +237,19 @@ fn reset_event(
     }
 }
 
+/// The assigned partitions of the topics `which` selects (by index).
+fn assigned(
+    src: &KafkaSource,
+    parts: &[Partition],
+    which: impl Fn(usize) -> bool,
+) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for p in parts.iter().filter(|p| which(usize::from(p.topic))) {
+        tpl.add_partition(&src.cfg.topics[usize::from(p.topic)], p.partition);
+    }
+    tpl
+}
+
 /// What the refresher remembers between rounds.
 #[derive(Default)]
 struct TopicWatch {
@@ -276,6 +289,9 @@ async fn refresh_metadata(
         let Some(n) = *n else {
             if watch.gone.insert(ti) {
                 warn!(route = %src.route, topic = %topic, "topic disappeared");
+                // Stop fetching it: were it created again before the next round, the
+                // old positions would read the new log as if it were the old one.
+                consumer.pause(&assigned(src, parts, |t| t == ti))?;
             }
             continue;
         };
@@ -337,6 +353,8 @@ async fn refresh_metadata(
             )?;
         }
         consumer.assign(&tpl)?;
+        // Partitions paused while their topic was gone fetch again, from the reset.
+        consumer.resume(&tpl)?;
     }
     if watch.rounds % WATERMARK_EVERY != 1 {
         return Ok(());
