@@ -210,13 +210,15 @@ as_pg() {
 
 # run_postgres DIR PORT: the server of DIR/data (made by start_postgres) on PORT, logging
 # to DIR/server.log; sets PG_PID (tests restart a server of their own with it).
+# No fsync (a throwaway server), but synchronous commits: with them off, a commit reaches
+# logical decoding only when the WAL writer flushes (every 200 ms), which would measure
+# wal_writer_delay rather than the bridge.
 run_postgres() {
   local dir="$1" port="$2"
   ensure_postgres
   as_pg "$PG_BIN/postgres" -D "$dir/data" -c listen_addresses=127.0.0.1 -c port="$port" \
     -c unix_socket_directories="$dir" -c wal_level=logical -c max_replication_slots=200 \
-    -c max_wal_senders=200 -c max_connections=300 -c fsync=off -c synchronous_commit=off \
-    -c full_page_writes=off >>"$dir/server.log" 2>&1 &
+    -c max_wal_senders=200 -c max_connections=300 -c fsync=off -c full_page_writes=off >>"$dir/server.log" 2>&1 &
   started postgres "$!" "$port" "$dir/server.log" || return 1
   # The postmaster itself (the job is a shell around runuser around it).
   PG_PID="$(head -1 "$dir/data/postmaster.pid")"

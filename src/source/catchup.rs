@@ -147,9 +147,14 @@ pub struct Permit {
 #[derive(Clone)]
 pub struct CatchupPool(Arc<Pool>);
 
+/// Source queries planning clients run at once, per route.
+const QUERIES_AT_ONCE: usize = 4;
+
 struct Pool {
     limits: Arc<CatchupLimits>,
     route: Arc<Semaphore>,
+    /// Source queries (bounds, time lookups) that planning clients run at once.
+    queries: Arc<Semaphore>,
     budget: Arc<Budget>,
     readers: Mutex<Vec<Arc<Shared>>>,
     metrics: RouteMetrics,
@@ -169,6 +174,7 @@ impl CatchupPool {
     ) -> CatchupPool {
         CatchupPool(Arc::new(Pool {
             route: Arc::new(Semaphore::new(limits.cfg.max_readers_per_route.max(1))),
+            queries: Arc::new(Semaphore::new(QUERIES_AT_ONCE)),
             limits,
             budget,
             readers: Mutex::new(Vec::new()),
@@ -181,6 +187,17 @@ impl CatchupPool {
     /// The bounds readers run under.
     pub fn config(&self) -> &CatchupConfig {
         &self.0.limits.cfg
+    }
+
+    /// A turn to query the source for a client's plan (bounds, a time lookup): a crowd
+    /// of clients waits here, as long as for a catch-up reader, then is refused like a
+    /// busy catch-up. The source runs its query while it holds the permit.
+    pub async fn query_turn(&self) -> Result<OwnedSemaphorePermit, SourceError> {
+        match tokio::time::timeout(self.config().wait, self.0.queries.clone().acquire_owned()).await
+        {
+            Ok(Ok(p)) => Ok(p),
+            _ => Err(self.refuse()),
+        }
     }
 
     /// Join a running reader whose buffer still serves `position`.

@@ -217,7 +217,8 @@ pub async fn create_pg_table(url: &str, table: &str) -> anyhow::Result<()> {
 }
 
 /// Produce like [`produce`] as rows of `table`, one transaction (an insert) each, up to
-/// 64 awaiting their commit at once on one connection (it pipelines them, in order).
+/// 64 awaiting their commit at once on one connection (it pipelines them); each row's
+/// `ts` is the time its insert is sent.
 pub async fn produce_pg(
     url: &str,
     table: &str,
@@ -237,14 +238,24 @@ pub async fn produce_pg(
     let mut pace = Pacer::new(rate, dur);
     let mut seq = seq0;
     let mut inflight = futures::stream::FuturesOrdered::new();
-    while let Some(due) = pace.due(seq - seq0).await {
-        while seq - seq0 < due {
-            let (c, st, p) = (&client, &insert, &padding);
-            let s = seq as i64;
-            inflight.push_back(async move { c.execute(st, &[&s, &(now_us() as i64), p]).await });
-            seq += 1;
-            if inflight.len() >= 64 {
-                inflight.next().await.expect("in flight")?;
+    // An insert is sent when its future is first polled, so the inserts in flight are
+    // polled while the pacer waits (left alone, they would go out 64 at a time).
+    loop {
+        tokio::select! {
+            biased;
+            Some(r) = inflight.next(), if !inflight.is_empty() => {
+                r?;
+            }
+            due = pace.due(seq - seq0), if inflight.len() < 64 => {
+                let Some(due) = due else { break };
+                while seq - seq0 < due && inflight.len() < 64 {
+                    let (c, st, p) = (&client, &insert, &padding);
+                    let s = seq as i64;
+                    inflight.push_back(async move {
+                        c.execute(st, &[&s, &(now_us() as i64), p]).await
+                    });
+                    seq += 1;
+                }
             }
         }
     }

@@ -147,8 +147,6 @@ struct KafkaSource {
     /// First offsets of every partition (low watermarks) as the shared consumer last
     /// saw them (at most a few seconds old; logs only ever start later).
     lows: Mutex<Option<KafkaPosition>>,
-    /// Broker queries planning clients run at most this many at once.
-    queries: Arc<tokio::sync::Semaphore>,
     /// The context of every librdkafka client of the route (its login).
     ctx: KafkaContext,
 }
@@ -157,9 +155,6 @@ struct KafkaSource {
 /// (metadata and offset queries).
 type Stream = rdkafka::consumer::StreamConsumer<KafkaContext>;
 type Admin = BaseConsumer<KafkaContext>;
-
-/// Broker queries (watermarks, time index) planning clients at once, per route.
-const QUERIES_AT_ONCE: usize = 4;
 
 impl KafkaSource {
     /// Build the source of `route` (not yet running).
@@ -195,7 +190,6 @@ impl KafkaSource {
             catchup,
             admin: Mutex::new(None),
             lows: Mutex::new(None),
-            queries: Arc::new(tokio::sync::Semaphore::new(QUERIES_AT_ONCE)),
         })
     }
 

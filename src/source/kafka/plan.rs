@@ -262,15 +262,8 @@ impl KafkaSource {
         f: impl FnOnce(&KafkaSource, &super::Admin) -> Result<T, SourceError> + Send + 'static,
     ) -> Result<T, SourceError> {
         // A bounded number at once per route: a crowd of clients the broker must plan
-        // waits here (no thread each), then is refused like a busy catch-up.
-        let permit = tokio::time::timeout(
-            self.catchup.config().wait,
-            self.queries.clone().acquire_owned(),
-        )
-        .await;
-        let Ok(Ok(permit)) = permit else {
-            return Err(self.catchup.refuse());
-        };
+        // waits there (no thread each).
+        let permit = self.catchup.query_turn().await?;
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;

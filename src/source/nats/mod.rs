@@ -109,12 +109,7 @@ struct NatsSource {
     catchup: CatchupPool,
     metrics: RouteMetrics,
     client: tokio::sync::Mutex<Option<async_nats::Client>>,
-    /// Stream queries planning clients run at most this many at once.
-    queries: Arc<tokio::sync::Semaphore>,
 }
-
-/// Stream queries (bounds, time lookups) planning clients at once, per route.
-const QUERIES_AT_ONCE: usize = 4;
 
 /// A NATS failure, as clients are told of it.
 fn unavailable(e: impl std::fmt::Display) -> SourceError {
@@ -152,7 +147,6 @@ impl NatsSource {
             hub,
             catchup,
             client: tokio::sync::Mutex::new(None),
-            queries: Arc::new(tokio::sync::Semaphore::new(QUERIES_AT_ONCE)),
         })
     }
 
@@ -191,20 +185,6 @@ impl NatsSource {
             .map_err(unavailable)?;
         *slot = Some(c.clone());
         Ok(c)
-    }
-
-    /// A turn to query the stream for a client's plan: a crowd of clients waits here
-    /// (as long as for a catch-up reader), then is refused like a busy catch-up.
-    async fn query_turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, SourceError> {
-        match tokio::time::timeout(
-            self.catchup.config().wait,
-            self.queries.clone().acquire_owned(),
-        )
-        .await
-        {
-            Ok(Ok(p)) => Ok(p),
-            _ => Err(self.catchup.refuse()),
-        }
     }
 
     /// The route's stream, its info fresh.

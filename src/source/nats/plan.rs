@@ -37,7 +37,7 @@ impl NatsSource {
     /// The stream's first and last sequences now (`first` is at least 1; an empty
     /// stream has `first == last + 1`).
     async fn bounds(&self) -> Result<(u64, u64), SourceError> {
-        let _turn = self.query_turn().await?;
+        let _turn = self.catchup.query_turn().await?;
         let s = self.stream().await?;
         let st = &s.cached_info().state;
         Ok((st.first_sequence.max(1), st.last_sequence))
@@ -164,7 +164,7 @@ impl NatsSource {
 
     /// The first sequence stored at or after `ms` (the end of the stream when none).
     async fn seq_at(&self, ms: i64) -> Result<NatsSeq, SourceError> {
-        let _turn = self.query_turn().await?;
+        let _turn = self.catchup.query_turn().await?;
         let stream = self.stream().await?;
         let last = stream.cached_info().state.last_sequence;
         let start_time =

@@ -122,9 +122,6 @@ impl Reader for PgSource {
 /// Timeout of connecting, of queries and of a silent catch-up session.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Queries planning clients run at most this many at once, per route.
-const QUERIES_AT_ONCE: usize = 4;
-
 /// A running PostgreSQL source of one route.
 struct PgSource {
     route: String,
@@ -149,7 +146,6 @@ struct PgSource {
     advance_to: AtomicU64,
     /// The anchor is to be made new at the next connection (see `reader`).
     fresh_anchor: std::sync::atomic::AtomicBool,
-    queries: Arc<tokio::sync::Semaphore>,
 }
 
 /// A PostgreSQL failure, as clients are told of it.
@@ -193,7 +189,6 @@ impl PgSource {
             wal_now: AtomicU64::new(0),
             advance_to: AtomicU64::new(0),
             fresh_anchor: std::sync::atomic::AtomicBool::new(false),
-            queries: Arc::new(tokio::sync::Semaphore::new(QUERIES_AT_ONCE)),
         })
     }
 
@@ -228,20 +223,6 @@ impl PgSource {
         id.system_id
             .parse()
             .map_err(|_| unavailable("IDENTIFY_SYSTEM: bad system identifier"))
-    }
-
-    /// A turn to query the database for a client's plan: a crowd of clients waits here
-    /// (as long as for a catch-up reader), then is refused like a busy catch-up.
-    async fn query_turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit, SourceError> {
-        match tokio::time::timeout(
-            self.catchup.config().wait,
-            self.queries.clone().acquire_owned(),
-        )
-        .await
-        {
-            Ok(Ok(p)) => Ok(p),
-            _ => Err(self.catchup.refuse()),
-        }
     }
 
     /// The frame of an `event: reset`: positions from `requested` on are gone (`cause`);

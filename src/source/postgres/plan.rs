@@ -114,7 +114,7 @@ impl PgSource {
 
     /// The server's WAL position now.
     async fn wal_lsn(&self) -> Result<u64, SourceError> {
-        let _turn = self.query_turn().await?;
+        let _turn = self.catchup.query_turn().await?;
         let mut s = self.session(&self.slot, None).await?;
         let l = slots::lsn(
             slots::scalar(&mut s, "SELECT pg_current_wal_lsn()")
@@ -210,7 +210,7 @@ impl PgSource {
             return Ok(ring.head);
         }
         let earliest = self.earliest()?;
-        let _turn = self.query_turn().await?;
+        let _turn = self.catchup.query_turn().await?;
         let (mut client, start, _) = catchup::open(self, earliest).await?;
         let mut dec = Decoder::new(earliest.system, start);
         let mut items = Vec::new();
