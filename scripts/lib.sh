@@ -218,7 +218,8 @@ run_postgres() {
   ensure_postgres
   as_pg "$PG_BIN/postgres" -D "$dir/data" -c listen_addresses=127.0.0.1 -c port="$port" \
     -c unix_socket_directories="$dir" -c wal_level=logical -c max_replication_slots=200 \
-    -c max_wal_senders=200 -c max_connections=300 -c fsync=off -c full_page_writes=off >>"$dir/server.log" 2>&1 &
+    -c max_wal_senders=200 -c max_connections=300 -c fsync=off -c full_page_writes=off \
+    >>"$dir/server.log" 2>&1 &
   started postgres "$!" "$port" "$dir/server.log" || return 1
   # The postmaster itself (the job is a shell around runuser around it).
   PG_PID="$(head -1 "$dir/data/postmaster.pid")"

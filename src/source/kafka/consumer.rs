@@ -237,15 +237,11 @@ fn reset_event(
     }
 }
 
-/// The assigned partitions of the topics `which` selects (by index).
-fn assigned(
-    src: &KafkaSource,
-    parts: &[Partition],
-    which: impl Fn(usize) -> bool,
-) -> TopicPartitionList {
+/// The assigned partitions of the topic at `topic_idx`.
+fn assigned(src: &KafkaSource, parts: &[Partition], topic_idx: usize) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
-    for p in parts.iter().filter(|p| which(usize::from(p.topic))) {
-        tpl.add_partition(&src.cfg.topics[usize::from(p.topic)], p.partition);
+    for p in parts.iter().filter(|p| usize::from(p.topic) == topic_idx) {
+        tpl.add_partition(&src.cfg.topics[topic_idx], p.partition);
     }
     tpl
 }
@@ -291,7 +287,7 @@ async fn refresh_metadata(
                 warn!(route = %src.route, topic = %topic, "topic disappeared");
                 // Stop fetching it: were it created again before the next round, the
                 // old positions would read the new log as if it were the old one.
-                consumer.pause(&assigned(src, parts, |t| t == ti))?;
+                consumer.pause(&assigned(src, parts, ti))?;
             }
             continue;
         };
