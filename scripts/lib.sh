@@ -160,7 +160,7 @@ ensure_chromium() {
   CHROMEDRIVER="$(command -v chromedriver)"
 }
 
-# ensure_nats: Debian's nats-server (JetStream) for the NATS source's tests and demo.
+# ensure_nats: Debian's nats-server (JetStream) for the NATS source's tests, demo and bench.
 ensure_nats() {
   if ! command -v nats-server >/dev/null; then
     log "installing nats-server"

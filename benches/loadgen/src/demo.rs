@@ -1,5 +1,6 @@
-//! The demo's producer: sample order events on a 3-partition topic, twice a second, with
-//! the event type in a `type` header (so the demo route names events by it).
+//! The demo's producers: sample order events on a 3-partition Kafka topic, twice a
+//! second, and sample shipment events on a NATS JetStream stream, each with the event type
+//! in a `type` header (so the demo routes name events by it).
 
 use std::time::Duration;
 
@@ -36,6 +37,42 @@ pub async fn run(brokers: &str, topic: &str, every: Duration) -> anyhow::Result<
             .headers(headers);
         if let Err((e, _)) = p.send(rec, Duration::from_secs(5)).await {
             eprintln!("demo producer: {e}");
+        }
+        n += 1;
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Publish sample shipments forever to JetStream stream `stream` (made when missing, on
+/// subjects `<stream>.>`), on subject `<stream>.<region>` with `type` and `region` headers.
+pub async fn run_nats(url: &str, stream: &str, every: Duration) -> anyhow::Result<()> {
+    produce::create_nats_stream(url, stream).await?;
+    let js = async_nats::jetstream::new(async_nats::connect(url).await?);
+    let kinds = ["packed", "in_transit", "delivered"];
+    let regions = ["eu", "us", "apac"];
+    let mut n: u64 = 0;
+    loop {
+        let shipment = n / 3 + 5000;
+        let kind = kinds[(n % 3) as usize];
+        let region = regions[(shipment % 3) as usize];
+        let value = format!(
+            "{{\"shipment\":{shipment},\"order\":{},\"status\":\"{kind}\",\"region\":\"{region}\",\"at\":\"{}\"}}",
+            1000 + shipment % 500,
+            chrono_like_now()
+        );
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("type", kind);
+        headers.insert("region", region);
+        let sent = js
+            .publish_with_headers(format!("{stream}.{region}"), headers, value.into())
+            .await;
+        match sent {
+            Ok(ack) => {
+                if let Err(e) = ack.await {
+                    eprintln!("demo nats producer: {e}");
+                }
+            }
+            Err(e) => eprintln!("demo nats producer: {e}"),
         }
         n += 1;
         tokio::time::sleep(every).await;

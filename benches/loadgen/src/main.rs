@@ -66,6 +66,17 @@ enum Cmd {
         #[arg(long, default_value_t = 500)]
         every_ms: u64,
     },
+    /// Publish sample shipment events forever to a JetStream stream (the demo's NATS
+    /// producer).
+    DemoNats {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "shipments")]
+        stream: String,
+        /// Milliseconds between events.
+        #[arg(long, default_value_t = 700)]
+        every_ms: u64,
+    },
     /// Reconnect storm: all clients resume at once after the bridge restarts.
     Storm {
         /// Stream URL.
@@ -404,6 +415,11 @@ async fn main() -> anyhow::Result<()> {
             topic,
             every_ms,
         } => demo::run(&brokers, &topic, Duration::from_millis(every_ms)).await,
+        Cmd::DemoNats {
+            url,
+            stream,
+            every_ms,
+        } => demo::run_nats(&url, &stream, Duration::from_millis(every_ms)).await,
         Cmd::Storm {
             url,
             admin,
